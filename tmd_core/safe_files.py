@@ -1,0 +1,79 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Reading and writing safetensors files safely: never unpickle, detect truncation, write atomically."""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import CheckpointError
+
+_PICKLE_SIGNATURES = (b"\x80", b"PK\x03\x04")  # pickle protocol ≥ 2, and torch.save's zip container
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+def _read_header(path: Path) -> dict:
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        start = f.read(8)
+        if any(start.startswith(sig) for sig in _PICKLE_SIGNATURES):
+            raise CheckpointError(
+                f"{path.name} is a pickle/PyTorch file, not safetensors; it was not opened because unpickling can run "
+                "arbitrary code (convert it to .safetensors first)."
+            )
+        if len(start) < 8:
+            raise CheckpointError(f"{path.name} is {size} bytes long, too short to be a safetensors file.")
+        (header_len,) = struct.unpack("<Q", start)
+        if header_len > min(size - 8, _MAX_HEADER_BYTES):
+            raise CheckpointError(f"{path.name} is not a safetensors file, or it is truncated (its header cannot be read).")
+        try:
+            header = json.loads(f.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{path.name} is not a safetensors file: its header is not JSON ({err}).") from err
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path.name} is not a safetensors file: its header is not a JSON object.")
+    data_end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    if 8 + header_len + data_end > size:
+        raise CheckpointError(
+            f"{path.name} is truncated: it should hold {8 + header_len + data_end} bytes but has {size} "
+            "(an interrupted download or copy?)."
+        )
+    return header
+
+
+def read_safetensors(path: str | os.PathLike, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Load every tensor and the string metadata of a safetensors file, with one-sentence errors for bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no file at {path}.")
+    header = _read_header(path)
+    try:
+        tensors = load_file(path, device=device)
+    except SafetensorError as err:
+        raise CheckpointError(f"{path.name} is a damaged safetensors file ({err}).") from err
+    return tensors, dict(header.get("__metadata__") or {})
+
+
+def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike,
+                      metadata: Mapping[str, str] | None = None) -> Path:
+    """Write tensors to path atomically: a crash mid-write leaves the old file (or none), never half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=dict(metadata or {}))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

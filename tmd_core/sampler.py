@@ -1,0 +1,162 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Sampling: the TMD outer/inner loops (tmd-method §6, Algorithm 1 with the sign-corrected flow map).
+
+Samplers follow k-diffusion: `sampler(model, x, sigmas, extra_args, callback, disable)` where `model`
+is a denoiser returning x0. A TMD outer step is an Euler step whose velocity is the inner flow's
+output ŷ: the `TMDDenoiser` runs the backbone once, the flow head N times, and returns x − σ·ŷ,
+so `sample_euler` over it is exactly `x ← x − (t_i − t_{i−1})·ŷ` (Eq. 4). The same Euler loop over
+a `CFGDenoiser` is the teacher's sampler.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .errors import NonFiniteError
+from .grids import check_step_count, teacher_sigmas, tmd_grid, tmd_sigmas
+from .student import BackboneFeatures, HeadTime, TMDStudent
+from .wan_model import check_inputs
+
+Callback = Callable[[dict], None]
+
+
+def _broadcast(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return sigma.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
+
+
+@torch.no_grad()
+def sample_euler(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
+                 callback: Callback | None = None, disable: bool | None = None) -> torch.Tensor:
+    """Euler over a denoiser on a descending σ grid; checks for NaN/inf once per step (not per inner step)."""
+    extra_args = extra_args or {}
+    s_in = x.new_ones([x.shape[0]])
+    steps = len(sigmas) - 1
+    for i in range(steps):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        denoised = model(x, sigma * s_in, **extra_args)
+        velocity = (x - denoised) / sigma
+        x = x + velocity * (sigma_next - sigma)
+        if not torch.isfinite(x).all():
+            raise NonFiniteError(f"sampling produced NaN or inf values at step {i + 1} of {steps} (σ = {float(sigma):.4f}).")
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
+        if not disable and sys.stderr.isatty():
+            sys.stderr.write(f"\rsampling step {i + 1}/{steps}" + ("\n" if i + 1 == steps else ""))
+    return x
+
+
+def flow_map_step(y: torch.Tensor, head_out: torch.Tensor, y1: torch.Tensor, step: float) -> torch.Tensor:
+    """y_r = y_s − (s − r)·u with u = y1 − head_θ (Eqs. 13–14, minus sign); `step` = s − r.
+
+    Without autograd it updates y in place and consumes head_out as scratch, so the inner loop allocates
+    nothing beyond the head's own output; with autograd (training rollouts) it is out of place.
+    """
+    if torch.is_grad_enabled():
+        return y + step * (head_out - y1)
+    return y.add_(head_out.sub_(y1), alpha=step)
+
+
+def inner_rollout(student: TMDStudent, features: BackboneFeatures, y1: torch.Tensor, times: list[HeadTime],
+                  steps: list[float], callback: Callback | None = None, interrupt: Callable[[], None] | None = None,
+                  transformer_options: dict | None = None) -> torch.Tensor:
+    """The inner flow: N flow-head steps from y1 on the inner grid; returns ŷ ≈ x1 − x. No host synchronisation."""
+    y = y1.clone()
+    for j, (time, step) in enumerate(zip(times, steps)):
+        if interrupt is not None:
+            interrupt()
+        y = flow_map_step(y, student.head(features, y, time, transformer_options), y1, step)
+        if callback is not None:
+            callback({"inner_step": j, "inner_steps": len(steps), "y": y})
+    return y
+
+
+class TMDDenoiser:
+    """k-diffusion denoiser of a TMD student: per call, one backbone pass and an N-step inner flow.
+
+    Constant work is done once and kept on the device: the embedded text and RoPE table per latent
+    shape, and the head's time conditioning for every inner step. Inner noise y1 is drawn per outer
+    step from `generator` on the CPU (so a seed gives the same video on any device).
+    """
+
+    def __init__(self, student: TMDStudent, context: torch.Tensor, inner_steps: int = 2, inner_gamma: float = 10.0,
+                 generator: torch.Generator | None = None, inner_callback: Callback | None = None,
+                 interrupt: Callable[[], None] | None = None, transformer_options: dict | None = None):
+        grid = tmd_grid(check_step_count("inner steps N", inner_steps), inner_gamma)
+        self.student, self.context = student, context
+        self.inner_grid = grid
+        self.inner_step_sizes = [s - r for s, r in zip(grid[:-1], grid[1:])]
+        self.generator, self.inner_callback, self.interrupt = generator, inner_callback, interrupt
+        self.transformer_options = transformer_options
+        self._cache: dict[tuple, tuple] = {}
+
+    def _constants(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[HeadTime]]:
+        key = (tuple(x.shape), x.device, x.dtype)
+        if key not in self._cache:
+            check_inputs(self.student.wan, x, self.context)
+            batch, grid = x.shape[0], self.inner_grid
+            context = self.student.embed_context(self.context.to(x.device, x.dtype))  # [B, S, dim]
+            freqs = self.student.wan.rope_encode(*x.shape[2:], device=x.device)
+            times = [self.student.head_time(torch.full((batch,), s, device=x.device),
+                                            torch.full((batch,), r, device=x.device), x.dtype)
+                     for s, r in zip(grid[:-1], grid[1:])]
+            self._cache = {key: (context, freqs, times)}
+        return self._cache[key]
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_) -> torch.Tensor:
+        """x_t [B, C, T, H, W], sigma = t [B] -> denoised x − t·ŷ."""
+        context, freqs, times = self._constants(x)
+        # Drawn before the backbone is queued, so the host-to-device copy does not stall a busy GPU.
+        y1 = torch.randn(x.shape, generator=self.generator, dtype=torch.float32).to(x.device, x.dtype)
+        features = self.student.backbone(x, sigma, self.context, embedded_context=context, freqs=freqs,
+                                         transformer_options=self.transformer_options)
+        y_hat = inner_rollout(self.student, features, y1, times, self.inner_step_sizes, self.inner_callback,
+                              self.interrupt, self.transformer_options)
+        return x - _broadcast(sigma, x) * y_hat
+
+
+class CFGDenoiser:
+    """k-diffusion denoiser of a Wan velocity model with classifier-free guidance (cond and uncond batched)."""
+
+    def __init__(self, wan: nn.Module, context: torch.Tensor, negative_context: torch.Tensor | None, cfg: float = 5.0):
+        self.wan, self.context, self.negative_context, self.cfg = wan, context, negative_context, cfg
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_) -> torch.Tensor:
+        if self.negative_context is None or self.cfg == 1.0:
+            velocity = self.wan(x, 1000.0 * sigma, self.context)
+        else:
+            both = self.wan(torch.cat([x, x]), 1000.0 * torch.cat([sigma, sigma]),
+                            torch.cat([self.context, self.negative_context]))
+            cond, uncond = both.chunk(2)
+            velocity = uncond + self.cfg * (cond - uncond)
+        return x - _broadcast(sigma, x) * velocity
+
+
+def seeded_noise(shape: tuple[int, ...], seed: int) -> tuple[torch.Tensor, torch.Generator]:
+    """Initial noise from a CPU generator, and the generator itself for the draws that follow."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=generator), generator
+
+
+def generate_tmd(student: TMDStudent, context: torch.Tensor, latent_shape: tuple[int, ...], seed: int,
+                 outer_steps: int = 2, inner_steps: int = 2, outer_gamma: float = 10.0, inner_gamma: float = 10.0,
+                 callback: Callback | None = None, inner_callback: Callback | None = None,
+                 interrupt: Callable[[], None] | None = None, disable: bool | None = None) -> torch.Tensor:
+    """A TMD sample: latent of `latent_shape` ([B, C, T, H, W]) on the context's device and dtype."""
+    sigmas = tmd_sigmas(check_step_count("outer steps M", outer_steps), outer_gamma).to(context.device)
+    noise, generator = seeded_noise(latent_shape, seed)
+    x = sigmas[0] * noise.to(context.device, context.dtype)
+    denoiser = TMDDenoiser(student, context, inner_steps, inner_gamma, generator, inner_callback, interrupt)
+    return sample_euler(denoiser, x, sigmas, callback=callback, disable=disable)
+
+
+def generate_teacher(wan: nn.Module, context: torch.Tensor, negative_context: torch.Tensor | None,
+                     latent_shape: tuple[int, ...], seed: int, steps: int = 50, cfg: float = 5.0, shift: float = 5.0,
+                     callback: Callback | None = None, disable: bool | None = None) -> torch.Tensor:
+    """The teacher's Euler sampler with CFG on Wan's shifted schedule."""
+    sigmas = teacher_sigmas(steps, shift).to(context.device)
+    noise, _ = seeded_noise(latent_shape, seed)
+    x = noise.to(context.device, context.dtype)
+    return sample_euler(CFGDenoiser(wan, context, negative_context, cfg), x, sigmas, callback=callback, disable=disable)

@@ -1,0 +1,101 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Wan2.1 text-to-video DiT configurations, and their detection from a state dict's tensor shapes."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Mapping
+
+import torch
+
+from .errors import CheckpointError
+
+
+@dataclasses.dataclass(frozen=True)
+class WanConfig:
+    """Architecture of a Wan2.1 T2V DiT. Patch (1, 2, 2), 256-d frequency embedding and 4096-d umT5 text are fixed."""
+
+    dim: int
+    ffn_dim: int
+    num_heads: int
+    num_layers: int
+    in_dim: int = 16
+    out_dim: int = 16
+    text_dim: int = 4096
+    freq_dim: int = 256
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    eps: float = 1e-6
+
+    def __post_init__(self):
+        if self.dim % self.num_heads or (self.dim // self.num_heads) % 2:
+            raise ValueError(f"dim {self.dim} must split into {self.num_heads} heads of even size.")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    def describe(self) -> str:
+        return f"{self.num_layers}-layer dim-{self.dim} Wan"
+
+
+WAN21_T2V_1_3B = WanConfig(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30)
+WAN21_T2V_14B = WanConfig(dim=5120, ffn_dim=13824, num_heads=40, num_layers=40)
+# Smallest width ComfyUI still detects as Wan (heads = dim // 128); used by tests and the toy world.
+WAN_TINY = WanConfig(dim=256, ffn_dim=512, num_heads=2, num_layers=4)
+
+NAMED_CONFIGS: dict[str, WanConfig] = {
+    "wan2.1-t2v-1.3b": WAN21_T2V_1_3B,
+    "wan2.1-t2v-14b": WAN21_T2V_14B,
+    "tiny": WAN_TINY,
+}
+
+# Prefixes official, ComfyUI and training-framework exports put in front of the bare Wan keys.
+KNOWN_KEY_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.", "net.")
+
+
+def strip_key_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Return the state dict with a common wrapper prefix removed, if every Wan key carries it."""
+    for prefix in KNOWN_KEY_PREFIXES:
+        if f"{prefix}head.modulation" in state_dict:
+            return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    return dict(state_dict)
+
+
+def detect_wan_config(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> WanConfig:
+    """Infer a WanConfig from bare Wan keys, the way ComfyUI does (heads = dim // 128 unless metadata says otherwise).
+
+    A `config` metadata entry of the form {"transformer": {"num_heads": n}} (what newer ComfyUI reads) wins.
+    """
+    if "head.modulation" not in state_dict or "patch_embedding.weight" not in state_dict:
+        raise CheckpointError("the file is not a Wan diffusion model: it has no 'head.modulation' or 'patch_embedding.weight' key.")
+    if "img_emb.proj.0.bias" in state_dict:
+        raise CheckpointError("the file is a Wan image-to-video model; TMD here supports text-to-video Wan2.1 only.")
+    dim = state_dict["head.modulation"].shape[-1]
+    num_layers = 0
+    while f"blocks.{num_layers}.modulation" in state_dict:
+        num_layers += 1
+    if num_layers == 0:
+        raise CheckpointError("the Wan file has no 'blocks.0.*' keys, so its depth cannot be read.")
+    num_heads = max(1, dim // 128)
+    if metadata and "config" in metadata:
+        try:
+            num_heads = int(json.loads(metadata["config"]).get("transformer", {}).get("num_heads", num_heads))
+        except (ValueError, AttributeError) as err:
+            raise CheckpointError(f"the file's 'config' metadata is not valid JSON with a transformer section ({err}).") from err
+    patch = state_dict["patch_embedding.weight"]
+    return WanConfig(
+        dim=dim,
+        ffn_dim=state_dict["blocks.0.ffn.0.weight"].shape[0],
+        num_heads=num_heads,
+        num_layers=num_layers,
+        in_dim=patch.shape[1],
+        out_dim=state_dict["head.head.weight"].shape[0] // (patch.shape[2] * patch.shape[3] * patch.shape[4]),
+        text_dim=state_dict["text_embedding.0.weight"].shape[1],
+        freq_dim=state_dict["time_embedding.0.weight"].shape[1],
+        patch_size=tuple(patch.shape[2:]),
+    )
+
+
+def config_metadata(config: WanConfig) -> dict[str, str]:
+    """Metadata that lets ComfyUI (which guesses heads = dim // 128) and this loader rebuild the exact config."""
+    return {"config": json.dumps({"transformer": {"num_heads": config.num_heads}})}
