@@ -18,7 +18,7 @@ from torch import nn
 from .errors import NonFiniteError
 from .grids import check_step_count, teacher_sigmas, tmd_grid, tmd_sigmas
 from .student import BackboneFeatures, HeadTime, TMDStudent
-from .wan_model import check_inputs
+from .wan_model import check_inputs, rope_for
 
 Callback = Callable[[dict], None]
 
@@ -98,7 +98,7 @@ class TMDDenoiser:
             check_inputs(self.student.wan, x, self.context)
             batch, grid = x.shape[0], self.inner_grid
             context = self.student.embed_context(self.context.to(x.device, x.dtype))  # [B, S, dim]
-            freqs = self.student.wan.rope_encode(*x.shape[2:], device=x.device)
+            freqs = rope_for(self.student.wan, x)
             times = [self.student.head_time(torch.full((batch,), s, device=x.device),
                                             torch.full((batch,), r, device=x.device), x.dtype)
                      for s, r in zip(grid[:-1], grid[1:])]

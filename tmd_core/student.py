@@ -15,7 +15,7 @@ from torch import nn
 
 from .flow_head import FlowHeadExtras, FlowHeadSpec
 from .wan_layers import sinusoidal_embedding
-from .wan_model import check_inputs, embed_time, embed_tokens, patch_grid
+from .wan_model import check_inputs, embed_time, embed_tokens, patch_grid, rope_for
 
 
 @dataclasses.dataclass
@@ -75,7 +75,7 @@ class TMDStudent(nn.Module):
         tokens = embed_tokens(self.wan, x)  # [B, L, dim]
         ctx = self.embed_context(context) if embedded_context is None else embedded_context  # [B, S, dim]
         if freqs is None:
-            freqs = self.wan.rope_encode(*x.shape[2:], device=x.device)
+            freqs = rope_for(self.wan, x)
         for block in self.wan.blocks[: self.split]:
             tokens = block(tokens, e=e0, freqs=freqs, context=ctx, context_img_len=None, transformer_options=opts)
         return BackboneFeatures(tokens, ctx, freqs, patch_grid(self.wan, x.shape[2:]))

@@ -44,6 +44,11 @@ def embed_tokens(wan: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return wan.patch_embedding(x.to(wan.patch_embedding.weight.dtype)).to(x.dtype).flatten(2).transpose(1, 2)
 
 
+def rope_for(wan: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The RoPE table for latent x, in float32 (float64 for a float64 model, as the reference tests run)."""
+    return wan.rope_encode(*x.shape[2:], device=x.device, dtype=torch.promote_types(x.dtype, torch.float32))
+
+
 def patch_grid(wan: nn.Module, latent_shape: tuple[int, ...]) -> tuple[int, int, int]:
     """(T, H, W) of a latent -> (T, H, W) of its patch grid."""
     return tuple(size // patch for size, patch in zip(latent_shape, wan.patch_size))
@@ -85,7 +90,7 @@ class WanDiT(nn.Module):
         e, e0 = embed_time(self, timestep, x.dtype)
         tokens = embed_tokens(self, x)  # [B, L, dim]
         ctx = self.text_embedding(context)  # [B, S, dim]
-        freqs = self.rope_encode(*x.shape[2:], device=x.device)
+        freqs = rope_for(self, x)
         for block in self.blocks:
             tokens = block(tokens, e=e0, freqs=freqs, context=ctx, context_img_len=None,
                            transformer_options=transformer_options)
