@@ -15,24 +15,31 @@ from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
 
-_PICKLE_SIGNATURES = (b"\x80", b"PK\x03\x04")  # pickle protocol ≥ 2, and torch.save's zip container
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+def _looks_pickled(start: bytes) -> bool:
+    """pickle protocol 2-5 opens with 0x80 and the protocol number; torch.save writes a zip container."""
+    return start.startswith(b"PK\x03\x04") or (len(start) > 1 and start[0] == 0x80 and 2 <= start[1] <= 5)
 
 
 def _read_header(path: Path) -> dict:
     size = path.stat().st_size
     with path.open("rb") as f:
-        start = f.read(8)
-        if any(start.startswith(sig) for sig in _PICKLE_SIGNATURES):
-            raise CheckpointError(
-                f"{path.name} is a pickle/PyTorch file, not safetensors; it was not opened because unpickling can run "
-                "arbitrary code (convert it to .safetensors first)."
-            )
-        if len(start) < 8:
+        start = f.read(9)  # u64 header length, then the header's opening brace
+        if len(start) < 9:
             raise CheckpointError(f"{path.name} is {size} bytes long, too short to be a safetensors file.")
-        (header_len,) = struct.unpack("<Q", start)
+        if start[8:9] != b"{":
+            if _looks_pickled(start):
+                raise CheckpointError(
+                    f"{path.name} is a pickle/PyTorch file, not safetensors; it was not opened because unpickling can "
+                    "run arbitrary code (convert it to .safetensors first)."
+                )
+            raise CheckpointError(f"{path.name} is not a safetensors file (it does not start with a safetensors header).")
+        (header_len,) = struct.unpack("<Q", start[:8])
         if header_len > min(size - 8, _MAX_HEADER_BYTES):
-            raise CheckpointError(f"{path.name} is not a safetensors file, or it is truncated (its header cannot be read).")
+            raise CheckpointError(f"{path.name} is truncated or damaged: its header says {header_len} bytes, the file has {size}.")
+        f.seek(8)
         try:
             header = json.loads(f.read(header_len))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
