@@ -188,11 +188,12 @@ def test_latent_shape_mismatch_in_the_sampler(trained, inputs):
         generate_tmd(trained, context, (2, 4, 3, 4, 6), seed=1)
 
 
-def test_teacher_cfg_equals_explicit_guidance(wan, inputs):
+@pytest.mark.parametrize("batch_cfg", [True, False])
+def test_teacher_cfg_equals_explicit_guidance(wan, inputs, batch_cfg):
     x, t, context = inputs
     negative = torch.randn_like(context)
     with torch.no_grad():
-        denoised = CFGDenoiser(wan, context, negative, cfg=5.0)(x, t)
+        denoised = CFGDenoiser(wan, context, negative, cfg=5.0, batch_cfg=batch_cfg)(x, t)
         cond, uncond = wan(x, 1000 * t, context), wan(x, 1000 * t, negative)
         expected = x - t.view(-1, 1, 1, 1, 1) * (uncond + 5.0 * (cond - uncond))
     torch.testing.assert_close(denoised, expected, rtol=1e-5, atol=1e-5)

@@ -118,18 +118,27 @@ class TMDDenoiser:
 
 
 class CFGDenoiser:
-    """k-diffusion denoiser of a Wan velocity model with classifier-free guidance (cond and uncond batched)."""
+    """k-diffusion denoiser of a Wan velocity model with classifier-free guidance.
 
-    def __init__(self, wan: nn.Module, context: torch.Tensor, negative_context: torch.Tensor | None, cfg: float = 5.0):
+    `batch_cfg=True` runs cond and uncond as one batch (as ComfyUI does); False runs two passes (as
+    official Wan does, halving peak activation memory).
+    """
+
+    def __init__(self, wan: nn.Module, context: torch.Tensor, negative_context: torch.Tensor | None, cfg: float = 5.0,
+                 batch_cfg: bool = True):
         self.wan, self.context, self.negative_context, self.cfg = wan, context, negative_context, cfg
+        self.batch_cfg = batch_cfg
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_) -> torch.Tensor:
+        t = 1000.0 * sigma
         if self.negative_context is None or self.cfg == 1.0:
-            velocity = self.wan(x, 1000.0 * sigma, self.context)
+            velocity = self.wan(x, t, self.context)
         else:
-            both = self.wan(torch.cat([x, x]), 1000.0 * torch.cat([sigma, sigma]),
-                            torch.cat([self.context, self.negative_context]))
-            cond, uncond = both.chunk(2)
+            if self.batch_cfg:
+                cond, uncond = self.wan(torch.cat([x, x]), torch.cat([t, t]),
+                                        torch.cat([self.context, self.negative_context])).chunk(2)
+            else:
+                cond, uncond = self.wan(x, t, self.context), self.wan(x, t, self.negative_context)
             velocity = uncond + self.cfg * (cond - uncond)
         return x - _broadcast(sigma, x) * velocity
 
@@ -154,9 +163,10 @@ def generate_tmd(student: TMDStudent, context: torch.Tensor, latent_shape: tuple
 
 def generate_teacher(wan: nn.Module, context: torch.Tensor, negative_context: torch.Tensor | None,
                      latent_shape: tuple[int, ...], seed: int, steps: int = 50, cfg: float = 5.0, shift: float = 5.0,
-                     callback: Callback | None = None, disable: bool | None = None) -> torch.Tensor:
+                     batch_cfg: bool = True, callback: Callback | None = None, disable: bool | None = None) -> torch.Tensor:
     """The teacher's Euler sampler with CFG on Wan's shifted schedule."""
     sigmas = teacher_sigmas(steps, shift).to(context.device)
     noise, _ = seeded_noise(latent_shape, seed)
     x = noise.to(context.device, context.dtype)
-    return sample_euler(CFGDenoiser(wan, context, negative_context, cfg), x, sigmas, callback=callback, disable=disable)
+    denoiser = CFGDenoiser(wan, context, negative_context, cfg, batch_cfg)
+    return sample_euler(denoiser, x, sigmas, callback=callback, disable=disable)
