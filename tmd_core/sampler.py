@@ -92,7 +92,8 @@ class TMDDenoiser:
         self.transformer_options = transformer_options
         self._cache: dict[tuple, tuple] = {}
 
-    def _constants(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[HeadTime]]:
+    def prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[HeadTime]]:
+        """(embedded text, RoPE table, per-inner-step head times) for latents like x; computed once, then cached."""
         key = (tuple(x.shape), x.device, x.dtype)
         if key not in self._cache:
             check_inputs(self.student.wan, x, self.context)
@@ -106,8 +107,8 @@ class TMDDenoiser:
         return self._cache[key]
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_) -> torch.Tensor:
-        """x_t [B, C, T, H, W], sigma = t [B] -> denoised x − t·ŷ."""
-        context, freqs, times = self._constants(x)
+        """x_t [B, C, T, H, W], sigma = t [B] -> denoised x − t·ŷ. Other k-diffusion extra_args are ignored."""
+        context, freqs, times = self.prepare(x)
         # Drawn before the backbone is queued, so the host-to-device copy does not stall a busy GPU.
         y1 = torch.randn(x.shape, generator=self.generator, dtype=torch.float32).to(x.device, x.dtype)
         features = self.student.backbone(x, sigma, self.context, embedded_context=context, freqs=freqs,
