@@ -53,7 +53,7 @@ def run(dim: int = 256, layers: int = 30, latent: tuple[int, ...] = (1, 16, 2, 1
     with torch.no_grad():
         forward = median_seconds(lambda: wan(x, 1000 * t, context), repeats)
         denoiser = TMDDenoiser(student, context, inner_steps)
-        embedded, freqs, times = denoiser.prepare(x)
+        embedded, (freqs, times) = denoiser.embedded_context(x), denoiser.prepare(x)
         features = student.backbone(x, t, context, embedded_context=embedded, freqs=freqs)
         y = torch.randn(latent, generator=g)
         inner_step = median_seconds(lambda: student.head(features, y, times[0]), 3 * repeats)

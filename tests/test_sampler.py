@@ -65,7 +65,7 @@ def test_cached_and_recomputed_features_give_identical_inner_steps(trained, inpu
     x, t, context = inputs
     denoiser = TMDDenoiser(trained, context, inner_steps=2)
     with torch.no_grad():
-        embedded, freqs, times = denoiser.prepare(x)
+        embedded, (freqs, times) = denoiser.embedded_context(x), denoiser.prepare(x)
         cached = trained.backbone(x, t, context, embedded_context=embedded, freqs=freqs)
         fresh = trained.backbone(x, t, context)
         y1 = torch.randn_like(x)
@@ -118,7 +118,7 @@ def test_inner_loop_makes_no_host_sync_and_updates_in_place(trained, inputs):
     denoiser = TMDDenoiser(trained, context, inner_steps=4)
     pointers = []
     with torch.no_grad():
-        embedded, freqs, times = denoiser.prepare(x)
+        embedded, (freqs, times) = denoiser.embedded_context(x), denoiser.prepare(x)
         features = trained.backbone(x, t, context, embedded_context=embedded, freqs=freqs)
         y1 = torch.randn_like(x)
         with HostSyncDetector() as detector:

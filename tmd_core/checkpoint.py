@@ -113,12 +113,12 @@ def read_flow_head(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Fl
     return tensors, FlowHeadMeta.from_metadata(metadata, Path(path).name)
 
 
-def attach_flow_head(wan: nn.Module, tensors: dict[str, torch.Tensor], meta: FlowHeadMeta,
-                     source: str = "flow head") -> TMDStudent:
-    """Build the student on `wan` from read extras, after checking they belong to it."""
+def build_extras(wan: nn.Module, tensors: dict[str, torch.Tensor], meta: FlowHeadMeta,
+                 source: str = "flow head") -> FlowHeadExtras:
+    """The flow-head extras for `wan` from read tensors, after checking they belong to it."""
     meta.check_matches(wan)
-    student = TMDStudent.from_teacher(wan, meta.spec)
-    expected = student.extras.state_dict()
+    extras = FlowHeadExtras.for_teacher(wan, meta.spec)
+    expected = extras.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
@@ -127,8 +127,14 @@ def attach_flow_head(wan: nn.Module, tensors: dict[str, torch.Tensor], meta: Flo
     for key, tensor in expected.items():
         if tensors[key].shape != tensor.shape:
             raise CheckpointError(f"{source} has {key} of shape {tuple(tensors[key].shape)}, expected {tuple(tensor.shape)}.")
-    student.extras.load_state_dict(tensors)
-    return student
+    extras.load_state_dict(tensors)
+    return extras
+
+
+def attach_flow_head(wan: nn.Module, tensors: dict[str, torch.Tensor], meta: FlowHeadMeta,
+                     source: str = "flow head") -> TMDStudent:
+    """The student on `wan` with the read extras."""
+    return TMDStudent(wan, build_extras(wan, tensors, meta, source))
 
 
 def load_flow_head(wan: nn.Module, path: str | os.PathLike) -> tuple[TMDStudent, FlowHeadMeta]:

@@ -73,48 +73,72 @@ def inner_rollout(student: TMDStudent, features: BackboneFeatures, y1: torch.Ten
     return y
 
 
-class TMDDenoiser:
-    """k-diffusion denoiser of a TMD student: per call, one backbone pass and an N-step inner flow.
+class InnerFlow:
+    """TMD's velocity for one sampling run: one backbone pass and an N-step inner flow per call.
 
-    Constant work is done once and kept on the device: the embedded text and RoPE table per latent
-    shape, and the head's time conditioning for every inner step. Inner noise y1 is drawn per outer
-    step from `generator` on the CPU (so a seed gives the same video on any device).
+    Work that is constant across outer steps is done once and kept on the device: the RoPE table and
+    the head's time conditioning of every inner step (per latent shape). Inner noise y1 is drawn per
+    outer step from `generator` on the CPU, so a seed gives the same video on any device. ComfyUI's
+    diffusion-model wrapper calls `velocity` directly; the core's sampler goes through `TMDDenoiser`.
+    """
+
+    def __init__(self, student: TMDStudent, inner_steps: int = 2, inner_gamma: float = 10.0,
+                 generator: torch.Generator | None = None, inner_callback: Callback | None = None,
+                 interrupt: Callable[[], None] | None = None):
+        grid = tmd_grid(check_step_count("inner steps N", inner_steps), inner_gamma)
+        self.student = student
+        self.inner_grid = grid
+        self.inner_step_sizes = [s - r for s, r in zip(grid[:-1], grid[1:])]
+        self.generator, self.inner_callback, self.interrupt = generator, inner_callback, interrupt
+        self._cache: dict[tuple, tuple] = {}
+
+    def prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, list[HeadTime]]:
+        """(RoPE table, per-inner-step head times) for latents like x; computed once, then cached."""
+        key = (tuple(x.shape), x.device, x.dtype)
+        if key not in self._cache:
+            batch, grid = x.shape[0], self.inner_grid
+            times = [self.student.head_time(torch.full((batch,), s, device=x.device),
+                                            torch.full((batch,), r, device=x.device), x.dtype)
+                     for s, r in zip(grid[:-1], grid[1:])]
+            self._cache = {key: (rope_for(self.student.wan, x), times)}
+        return self._cache[key]
+
+    def velocity(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
+                 embedded_context: torch.Tensor | None = None, transformer_options: dict | None = None) -> torch.Tensor:
+        """x_t [B, C, T, H, W] at t = sigma [B] -> ŷ ≈ noise − data, the outer step's velocity."""
+        check_inputs(self.student.wan, x, context)
+        freqs, times = self.prepare(x)
+        # Drawn before the backbone is queued, so the host-to-device copy does not stall a busy GPU.
+        y1 = torch.randn(x.shape, generator=self.generator, dtype=torch.float32).to(x.device, x.dtype)
+        features = self.student.backbone(x, sigma, context, embedded_context=embedded_context, freqs=freqs,
+                                         transformer_options=transformer_options)
+        return inner_rollout(self.student, features, y1, times, self.inner_step_sizes, self.inner_callback,
+                             self.interrupt, transformer_options)
+
+
+class TMDDenoiser(InnerFlow):
+    """k-diffusion denoiser of a TMD student for one text context: returns x − t·ŷ.
+
+    The embedded text is computed once per device and dtype and reused by every outer step.
     """
 
     def __init__(self, student: TMDStudent, context: torch.Tensor, inner_steps: int = 2, inner_gamma: float = 10.0,
                  generator: torch.Generator | None = None, inner_callback: Callback | None = None,
-                 interrupt: Callable[[], None] | None = None, transformer_options: dict | None = None):
-        grid = tmd_grid(check_step_count("inner steps N", inner_steps), inner_gamma)
-        self.student, self.context = student, context
-        self.inner_grid = grid
-        self.inner_step_sizes = [s - r for s, r in zip(grid[:-1], grid[1:])]
-        self.generator, self.inner_callback, self.interrupt = generator, inner_callback, interrupt
-        self.transformer_options = transformer_options
-        self._cache: dict[tuple, tuple] = {}
+                 interrupt: Callable[[], None] | None = None):
+        super().__init__(student, inner_steps, inner_gamma, generator, inner_callback, interrupt)
+        self.context = context
+        self._embedded: dict[tuple, torch.Tensor] = {}
 
-    def prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[HeadTime]]:
-        """(embedded text, RoPE table, per-inner-step head times) for latents like x; computed once, then cached."""
-        key = (tuple(x.shape), x.device, x.dtype)
-        if key not in self._cache:
-            check_inputs(self.student.wan, x, self.context)
-            batch, grid = x.shape[0], self.inner_grid
-            context = self.student.embed_context(self.context.to(x.device, x.dtype))  # [B, S, dim]
-            freqs = rope_for(self.student.wan, x)
-            times = [self.student.head_time(torch.full((batch,), s, device=x.device),
-                                            torch.full((batch,), r, device=x.device), x.dtype)
-                     for s, r in zip(grid[:-1], grid[1:])]
-            self._cache = {key: (context, freqs, times)}
-        return self._cache[key]
+    def embedded_context(self, x: torch.Tensor) -> torch.Tensor:
+        key = (x.device, x.dtype)
+        if key not in self._embedded:
+            self._embedded = {key: self.student.embed_context(self.context.to(x.device, x.dtype))}  # [B, S, dim]
+        return self._embedded[key]
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_) -> torch.Tensor:
         """x_t [B, C, T, H, W], sigma = t [B] -> denoised x − t·ŷ. Other k-diffusion extra_args are ignored."""
-        context, freqs, times = self.prepare(x)
-        # Drawn before the backbone is queued, so the host-to-device copy does not stall a busy GPU.
-        y1 = torch.randn(x.shape, generator=self.generator, dtype=torch.float32).to(x.device, x.dtype)
-        features = self.student.backbone(x, sigma, self.context, embedded_context=context, freqs=freqs,
-                                         transformer_options=self.transformer_options)
-        y_hat = inner_rollout(self.student, features, y1, times, self.inner_step_sizes, self.inner_callback,
-                              self.interrupt, self.transformer_options)
+        context = self.context.to(x.device, x.dtype)
+        y_hat = self.velocity(x, sigma, context, self.embedded_context(x))
         return x - _broadcast(sigma, x) * y_hat
 
 
