@@ -1,0 +1,126 @@
+# SPDX-License-Identifier: Apache-2.0
+"""TMD sampled inside ComfyUI (UNETLoader's loader, the pack's nodes, ComfyUI's sampling stack) equals TMD
+sampled by the core with the same weights and seed; plus the errors and Cancel inside ComfyUI."""
+import pytest
+import torch
+
+from comfyui_tmd.tmd_core import (CheckpointError, FlowHeadMeta, FlowHeadSpec, TMDError, TMDStudent, WanConfig, generate_tmd,
+                                  save_flow_head, save_wan)
+
+from factories import random_wan
+
+CONFIG = WanConfig(dim=256, ffn_dim=128, num_heads=2, num_layers=4)  # ComfyUI detects dim ≥ 256 as Wan
+LATENT = (1, 16, 2, 4, 6)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    wan = random_wan(CONFIG, seed=2)
+    student = TMDStudent.from_teacher(wan, FlowHeadSpec(head_blocks=2))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in student.extras.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    folder = tmp_path_factory.mktemp("tmd")
+    save_wan(wan, folder / "wan_student.safetensors")
+    save_flow_head(student, folder / "student_head.safetensors",
+                   FlowHeadMeta.describe_model(wan, student.extras.spec, outer_steps=2, inner_steps=2))
+    return folder, student
+
+
+@pytest.fixture
+def nodes(comfy):
+    from comfyui_tmd.nodes import tmd_nodes
+    return tmd_nodes
+
+
+def comfy_sample(comfy, model, sampler, sigmas, context, seed, cfg=1.0, batch=1):
+    import comfy.sample
+    latent = torch.zeros((batch,) + LATENT[1:])
+    noise = comfy.sample.prepare_noise(latent, seed)
+    positive, negative = [[context, {}]], [[torch.randn_like(context), {}]]
+    with torch.inference_mode():
+        return comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, latent, seed=seed)
+
+
+def patched_model(comfy, nodes, folder):
+    from comfyui_tmd.tmd_core.comfy_bridge import read_head_file
+    patcher = comfy.sd.load_diffusion_model(str(folder / "wan_student.safetensors"))
+    head = read_head_file(folder / "student_head.safetensors")
+    return nodes.TMDApplyFlowHead.execute(patcher, head).result[0]
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_comfy_tmd_equals_core_tmd(comfy, nodes, files, batch):
+    folder, student = files
+    model = patched_model(comfy, nodes, folder)
+    sampler = nodes.TMDSampler.execute(0, 0.0).result[0]
+    sigmas = nodes.TMDScheduler.execute(2, 10.0).result[0]
+    context = torch.randn(1, 5, 4096, generator=torch.Generator().manual_seed(3))
+    ours = comfy_sample(comfy, model, sampler, sigmas, context, seed=42, batch=batch)
+    with torch.no_grad():
+        core = generate_tmd(student, context.expand(batch, -1, -1), (batch,) + LATENT[1:], seed=42)
+    core = model.model.latent_format.process_out(core)  # ComfyUI returns latents in VAE space
+    assert ((ours - core).norm() / core.norm()).item() < 1e-4
+    again = comfy_sample(comfy, model, sampler, sigmas, context, seed=42, batch=batch)
+    assert torch.equal(ours, again)
+
+
+def test_stock_euler_on_the_tmd_grid_gives_the_same_video(comfy, nodes, files):
+    import comfy.samplers
+    folder, _ = files
+    model = patched_model(comfy, nodes, folder)
+    sigmas = nodes.TMDScheduler.execute(2, 10.0).result[0]
+    context = torch.randn(1, 5, 4096, generator=torch.Generator().manual_seed(4))
+    tmd = comfy_sample(comfy, model, nodes.TMDSampler.execute(0, 0.0).result[0], sigmas, context, seed=7)
+    euler = comfy_sample(comfy, model, comfy.samplers.sampler_object("euler"), sigmas, context, seed=7)
+    assert ((tmd - euler).norm() / tmd.norm()).item() < 1e-5
+
+
+def test_cfg_above_one_is_refused(comfy, nodes, files):
+    folder, _ = files
+    model = patched_model(comfy, nodes, folder)
+    with pytest.raises(TMDError, match="set cfg to 1"):
+        comfy_sample(comfy, model, nodes.TMDSampler.execute(0, 0.0).result[0], nodes.TMDScheduler.execute(2, 10.0).result[0],
+                     torch.randn(1, 5, 4096), seed=1, cfg=5.0)
+
+
+def test_tmd_sampler_on_an_unpatched_model_is_refused(comfy, nodes, files):
+    folder, _ = files
+    plain = comfy.sd.load_diffusion_model(str(folder / "wan_student.safetensors"))
+    with pytest.raises(TMDError, match="connect the model through 'TMD Apply Flow Head'"):
+        comfy_sample(comfy, plain, nodes.TMDSampler.execute(0, 0.0).result[0], nodes.TMDScheduler.execute(2, 10.0).result[0],
+                     torch.randn(1, 5, 4096), seed=1)
+
+
+def test_head_for_another_model_is_refused(comfy, nodes, files, tmp_path):
+    from comfyui_tmd.tmd_core.comfy_bridge import read_head_file
+    folder, _ = files
+    other = random_wan(WanConfig(dim=256, ffn_dim=128, num_heads=2, num_layers=6), seed=5)
+    save_wan(other, tmp_path / "other.safetensors")
+    patcher = comfy.sd.load_diffusion_model(str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="flow head is for a 4-layer dim-256 Wan, the model is 6-layer dim-256"):
+        nodes.TMDApplyFlowHead.execute(patcher, read_head_file(folder / "student_head.safetensors"))
+
+
+def test_cancel_stops_within_one_inner_step(comfy, nodes, files):
+    import comfy.model_management as mm
+    import comfy.utils
+    folder, _ = files
+    model = patched_model(comfy, nodes, folder)
+    seen = []
+
+    def hook(value, total, preview, node_id=None):
+        seen.append(value)
+        if value == 1:
+            mm.interrupt_current_processing(True)  # what the Cancel button does
+
+    comfy.utils.set_progress_bar_global_hook(hook)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            comfy_sample(comfy, model, nodes.TMDSampler.execute(0, 0.0).result[0],
+                         nodes.TMDScheduler.execute(2, 10.0).result[0], torch.randn(1, 5, 4096), seed=1)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+        mm.interrupt_current_processing(False)
+    assert seen == [1]  # the second inner step never finished
