@@ -67,7 +67,7 @@ class TMDScheduler(io.ComfyNode):
             node_id="TMDScheduler", display_name="TMD Scheduler", category=CATEGORY,
             description="The TMD outer time grid: shift_γ(0.999·i/M), e.g. M=2 gives [0.999, 0.909, 0].",
             inputs=[io.Int.Input("steps", default=2, min=1, max=16, tooltip="Outer steps M; use the M the student was trained for (1 or 2)."),
-                    io.Float.Input("gamma", default=10.0, min=1.0, max=100.0, step=0.5, advanced=True,
+                    io.Float.Input("gamma", default=10.0, min=1.0, max=100.0, step=0.5,
                                    tooltip="Time shift γ of the grid (10 in the paper).")],
             outputs=[io.Sigmas.Output()],
         )
@@ -85,7 +85,7 @@ class TMDSampler(io.ComfyNode):
             description="Samples a TMD-patched model: per outer step, the backbone once and the flow head N times. Use cfg 1.",
             inputs=[io.Int.Input("inner_steps", default=0, min=0, max=16,
                                  tooltip="Inner flow-head steps N; 0 uses the N the head was trained with."),
-                    io.Float.Input("inner_gamma", default=0.0, min=0.0, max=100.0, step=0.5, advanced=True,
+                    io.Float.Input("inner_gamma", default=0.0, min=0.0, max=100.0, step=0.5,
                                    tooltip="Time shift γ of the inner grid; 0 uses the head's own (10 in the paper).")],
             outputs=[io.Sampler.Output()],
         )
