@@ -17,3 +17,12 @@ def random_wan(config: WanConfig = SMALL, seed: int = 0, dtype: torch.dtype = to
             if p.ndim == 1:
                 p.copy_(1.0 + 0.1 * torch.randn_like(p) if "norm" in name else 0.1 * torch.randn_like(p))
     return wan.to(dtype).eval()
+
+
+def perturb_extras(student, seed: int = 7):
+    """Move a student's flow-head extras off their identity initialisation, as training would."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in student.extras.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return student

@@ -11,15 +11,7 @@ from comfyui_tmd.tmd_core import (CheckpointError, FlowHeadMeta, FlowHeadSpec, T
                                   load_flow_head, load_student, read_flow_head, save_flow_head, save_student)
 from comfyui_tmd.tmd_core.safe_files import write_safetensors
 
-from factories import LATENT, random_wan
-
-
-def perturbed(student):
-    torch.manual_seed(21)
-    with torch.no_grad():
-        for p in student.extras.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return student
+from factories import LATENT, perturb_extras, random_wan
 
 
 def meta_for(student, **training):
@@ -33,7 +25,7 @@ def saved_head(tmp_path, student, name="head.safetensors"):
 
 def test_student_round_trip_samples_identically(tmp_path, student, inputs):
     _, _, context = inputs
-    student = perturbed(student)
+    student = perturb_extras(student)
     meta = meta_for(student, outer_steps=1, inner_steps=4, trained_from="toy teacher, stage 2 step 800")
     wan_path, head_path = save_student(student, tmp_path / "student.safetensors", tmp_path / "student_head.safetensors", meta)
     loaded, loaded_meta = load_student(wan_path, head_path)
@@ -56,7 +48,7 @@ def test_metadata_is_plain_json_a_user_can_read(tmp_path, student):
 
 def test_concat_head_round_trip(tmp_path, wan, inputs):
     x, t, context = inputs
-    student = perturbed(TMDStudent.from_teacher(wan, FlowHeadSpec(head_blocks=3, fusion="concat")))
+    student = perturb_extras(TMDStudent.from_teacher(wan, FlowHeadSpec(head_blocks=3, fusion="concat")))
     path = saved_head(tmp_path, student)
     loaded, meta = load_flow_head(random_wan(), path)
     assert meta.fusion == "concat" and loaded.head_blocks == 3

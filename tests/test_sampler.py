@@ -8,17 +8,13 @@ from torch.overrides import TorchFunctionMode
 from comfyui_tmd.tmd_core import (CFGDenoiser, NonFiniteError, SamplingConfigError, TMDDenoiser, generate_teacher,
                                   generate_tmd, inner_rollout, sample_euler, teacher_sigmas, tmd_grid, tmd_sigmas)
 
-from factories import LATENT
+from factories import LATENT, perturb_extras
 
 
 @pytest.fixture
 def trained(student):
     """A student whose extras are no longer at their identity initialisation."""
-    torch.manual_seed(7)
-    with torch.no_grad():
-        for p in student.extras.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return student
+    return perturb_extras(student)
 
 
 def algorithm_1(student, context, shape, seed, m, n):

@@ -7,7 +7,7 @@ import torch
 from comfyui_tmd.tmd_core import (CheckpointError, FlowHeadMeta, FlowHeadSpec, TMDError, TMDStudent, WanConfig, generate_tmd,
                                   save_flow_head, save_wan)
 
-from factories import random_wan
+from factories import perturb_extras, random_wan
 
 CONFIG = WanConfig(dim=256, ffn_dim=128, num_heads=2, num_layers=4)  # ComfyUI detects dim ≥ 256 as Wan
 LATENT = (1, 16, 2, 4, 6)
@@ -17,10 +17,7 @@ LATENT = (1, 16, 2, 4, 6)
 def files(tmp_path_factory):
     wan = random_wan(CONFIG, seed=2)
     student = TMDStudent.from_teacher(wan, FlowHeadSpec(head_blocks=2))
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in student.extras.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    perturb_extras(student, seed=1)
     folder = tmp_path_factory.mktemp("tmd")
     save_wan(wan, folder / "wan_student.safetensors")
     save_flow_head(student, folder / "student_head.safetensors",

@@ -5,7 +5,7 @@ import torch
 
 from comfyui_tmd.tmd_core import FlowHeadSpec, TMDStudent, generate_tmd, save_wan
 
-from factories import LATENT, SMALL, random_wan
+from factories import LATENT, SMALL, perturb_extras, random_wan
 
 
 def comfy_wan_like(comfy, ours):
@@ -48,10 +48,8 @@ def test_tmd_core_runs_on_comfy_wan(comfy, wan, inputs):
     spec = FlowHeadSpec(head_blocks=2)
     ours_student = TMDStudent.from_teacher(wan, spec)
     their_student = TMDStudent.from_teacher(theirs, spec)
-    torch.manual_seed(0)
+    perturb_extras(ours_student, seed=0)
     with torch.no_grad():
-        for p in ours_student.extras.parameters():
-            p.add_(0.05 * torch.randn_like(p))
         their_student.extras.load_state_dict(ours_student.extras.state_dict())
         a = generate_tmd(ours_student, context, LATENT, seed=8)
         b = generate_tmd(their_student, context, LATENT, seed=8)
