@@ -13,13 +13,19 @@ def relative_error(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
-@pytest.mark.parametrize("head_blocks", [1, 2, 5])
-def test_backbone_then_head_blocks_equal_the_full_forward(inputs, head_blocks):
-    """The raw split (no fusion): blocks[:L-H] then blocks[L-H:] + output head is the unsplit forward."""
+@pytest.fixture(params=[1, 2, 5], ids=lambda h: f"H{h}")
+def split(request, inputs):
+    """(teacher, fresh student with H head blocks, its backbone features on the inputs)."""
     wan = random_wan()
     x, t, context = inputs
-    student = TMDStudent.from_teacher(wan, FlowHeadSpec(head_blocks=head_blocks))
-    features = student.backbone(x, t, context)
+    student = TMDStudent.from_teacher(wan, FlowHeadSpec(head_blocks=request.param))
+    return wan, student, student.backbone(x, t, context)
+
+
+def test_backbone_then_head_blocks_equal_the_full_forward(split, inputs):
+    """The raw split (no fusion): blocks[:L-H] then blocks[L-H:] + output head is the unsplit forward."""
+    wan, student, features = split
+    x, t, context = inputs
     e, e0 = embed_time(wan, 1000 * t, x.dtype)
     tokens = features.tokens
     for block in wan.blocks[student.split:]:
@@ -28,12 +34,9 @@ def test_backbone_then_head_blocks_equal_the_full_forward(inputs, head_blocks):
     assert relative_error(split, wan(x, 1000 * t, context)) <= 1e-6
 
 
-@pytest.mark.parametrize("head_blocks", [1, 2, 5])
-def test_fresh_head_at_the_outer_time_returns_the_teachers_velocity(inputs, head_blocks):
-    wan = random_wan()
+def test_fresh_head_at_the_outer_time_returns_the_teachers_velocity(split, inputs):
+    wan, student, features = split
     x, t, context = inputs
-    student = TMDStudent.from_teacher(wan, FlowHeadSpec(head_blocks=head_blocks))
-    features = student.backbone(x, t, context)
     y_s, r = torch.randn_like(x), t * torch.rand_like(t)  # any inner state, any r < s
     head = student.head(features, y_s, student.head_time(t, r, x.dtype))
     teacher = wan(x, 1000 * t, context)

@@ -153,5 +153,4 @@ def load_student(wan_path: str | os.PathLike, head_path: str | os.PathLike,
                  dtype: torch.dtype | None = None, device: str = "cpu") -> tuple[TMDStudent, FlowHeadMeta]:
     tensors, meta = read_flow_head(head_path)  # validate the small file before reading the big one
     wan = load_wan(wan_path, dtype=dtype, device=device)
-    student = attach_flow_head(wan, tensors, meta, Path(head_path).name)
-    return student.to(device=device, dtype=dtype) if dtype is not None else student.to(device), meta
+    return attach_flow_head(wan, tensors, meta, Path(head_path).name), meta  # extras follow wan's dtype and device
