@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """Tier 2: tests inside a real ComfyUI checkout named by COMFYUI_PATH (never vendored); skipped without one."""
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -7,6 +8,8 @@ from pathlib import Path
 import pytest
 
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
+PACK_ROOT = Path(__file__).resolve().parents[2]
+TESTING_PACK = Path(__file__).resolve().parent / "testing_pack"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -31,3 +34,15 @@ def comfy():
     import comfy.ops
     import comfy.sd
     return comfy
+
+
+@pytest.fixture(scope="session")
+def comfy_nodes(comfy):
+    """ComfyUI's node registry with its built-in extra nodes, this pack and the testing pack, loaded by
+    ComfyUI's own custom-node loader."""
+    import utils.extra_config  # noqa: F401  (ComfyUI needs it imported before its `nodes` module)
+    import nodes
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    assert asyncio.run(nodes.load_custom_node(str(PACK_ROOT)))
+    assert asyncio.run(nodes.load_custom_node(str(TESTING_PACK)))
+    return nodes
