@@ -1,0 +1,133 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A small ComfyUI world for tier-2 workflow runs: a base folder whose models carry the names the example
+workflows use (a tiny random Wan student and its head, a random Wan2.1 VAE), custom_nodes with this pack
+and the testing pack, and the workflows' API prompts shrunk to run on a CPU in seconds."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from comfyui_tmd.tmd_core import FlowHeadMeta, FlowHeadSpec, TMDStudent, WanConfig, save_flow_head, save_wan
+from comfyui_tmd.tmd_core.safe_files import write_safetensors
+
+from factories import perturb_extras, random_wan
+
+from .conftest import PACK_ROOT, TESTING_PACK
+
+WORKFLOWS = PACK_ROOT / "workflows"
+TINY_WAN = WanConfig(dim=256, ffn_dim=128, num_heads=2, num_layers=4)  # ComfyUI detects dim ≥ 256 as Wan
+FRAMES, SIDE = 5, 64  # video frames and pixels: latent [1, 16, 2, 8, 8]
+
+
+def load_api(name: str) -> dict:
+    return json.loads((WORKFLOWS / f"{name}.api.json").read_text(encoding="utf-8"))
+
+
+def _of_type(prompt: dict, class_type: str) -> tuple[str, dict]:
+    return next((key, entry) for key, entry in prompt.items() if entry["class_type"] == class_type)
+
+
+def random_wan21_vae_state(comfy) -> dict[str, torch.Tensor]:
+    """A Wan2.1 VAE with random weights (ComfyUI hard-codes its full size: 127 M parameters).
+
+    ComfyUI's layers skip weight initialisation, so every tensor is drawn here: weights N(0, 1/fan_in),
+    biases N(0, 0.01²), norm scales 1; the decoder then maps latents to finite, varied frames."""
+    import comfy.ldm.wan.vae
+    vae = comfy.ldm.wan.vae.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                                   temperal_downsample=[False, True, True])
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for key, value in vae.state_dict().items():
+        if key.endswith("gamma"):
+            state[key] = torch.ones_like(value)
+        elif value.ndim > 1:
+            state[key] = torch.randn(value.shape, generator=generator) / value[0].numel() ** 0.5
+        else:
+            state[key] = 0.01 * torch.randn(value.shape, generator=generator)
+    return state
+
+
+def build_base(comfy, root: Path, api: dict) -> dict:
+    """Fill `root` with the files `api` names; returns {"student", "wan"} for comparisons."""
+    student_name = _of_type(api, "UNETLoader")[1]["inputs"]["unet_name"]
+    head_name = _of_type(api, "TMDFlowHeadLoader")[1]["inputs"]["head_name"]
+    vae_name = _of_type(api, "VAELoader")[1]["inputs"]["vae_name"]
+    for folder in ("diffusion_models", "tmd", "vae", "loras"):
+        (root / "models" / folder).mkdir(parents=True, exist_ok=True)
+    wan = random_wan(TINY_WAN, seed=11)
+    student = TMDStudent.from_teacher(wan, FlowHeadSpec(head_blocks=2))
+    perturb_extras(student, seed=12)
+    save_wan(wan, root / "models" / "diffusion_models" / student_name)
+    save_flow_head(student, root / "models" / "tmd" / head_name,
+                   FlowHeadMeta.describe_model(wan, student.extras.spec, outer_steps=2, inner_steps=2))
+    write_safetensors(random_wan21_vae_state(comfy), root / "models" / "vae" / vae_name)
+    custom = root / "custom_nodes"
+    custom.mkdir(exist_ok=True)
+    for target, name in ((PACK_ROOT, "comfyui_tmd"), (TESTING_PACK, "tmd_testing_pack")):
+        if not (custom / name).exists():
+            os.symlink(target, custom / name, target_is_directory=True)
+    (root / "extra_model_paths.yaml").write_text(
+        f"tmdtest:\n  base_path: {root}\n  custom_nodes: custom_nodes\n  diffusion_models: models/diffusion_models\n"
+        "  tmd: models/tmd\n  vae: models/vae\n  loras: models/loras\n", encoding="utf-8")
+    return {"student": student, "wan": wan}
+
+
+def shrink(api: dict, prefix: str) -> dict:
+    """The workflow as a CPU test runs it: random Wan-shaped conditioning in place of umT5 (5.7 B parameters)
+    and a 64×64×5 video; every TMD node, link and setting stays as the file has it."""
+    prompt = copy.deepcopy(api)
+    clip_id, _ = _of_type(prompt, "CLIPLoader")
+    del prompt[clip_id]
+    for entry in prompt.values():
+        if entry["class_type"] == "CLIPTextEncode":
+            entry["class_type"] = "TMDTestRandomConditioning"
+            entry["inputs"] = {"seed": CONDITIONING_SEED, "tokens": CONDITIONING_TOKENS}
+    _of_type(prompt, "EmptyHunyuanLatentVideo")[1]["inputs"].update(width=SIDE, height=SIDE, length=FRAMES)
+    _of_type(prompt, "SaveVideo")[1]["inputs"]["filename_prefix"] = prefix
+    sampler_id, _ = _of_type(prompt, "SamplerCustomAdvanced")
+    prompt["900"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler_id, 0], "filename_prefix": prefix}}
+    return prompt
+
+
+CONDITIONING_SEED, CONDITIONING_TOKENS = 3, 16  # what `shrink` asks of TMDTestRandomConditioning
+
+
+def core_latent(comfy, student, api: dict) -> torch.Tensor:
+    """What the core samples for the shrunk workflow (same weights, conditioning, seed and grids), in the
+    VAE-space units ComfyUI's sampler nodes output."""
+    import comfy.latent_formats
+    from comfyui_tmd.tmd_core import generate_tmd
+    seed = _of_type(api, "RandomNoise")[1]["inputs"]["noise_seed"]
+    outer = _of_type(api, "TMDScheduler")[1]["inputs"]
+    context = torch.randn(1, CONDITIONING_TOKENS, 4096, generator=torch.Generator().manual_seed(CONDITIONING_SEED))
+    with torch.no_grad():
+        latent = generate_tmd(student, context, (1, 16, (FRAMES - 1) // 4 + 1, SIDE // 8, SIDE // 8), seed=seed,
+                              outer_steps=outer["steps"], outer_gamma=outer["gamma"])
+    return comfy.latent_formats.Wan21().process_out(latent)
+
+
+def saved_latent(outputs: dict, output_dir: Path) -> torch.Tensor:
+    from comfyui_tmd.tmd_core.safe_files import read_safetensors
+    (entry,) = [o for o in outputs.values() if "latents" in o]
+    (item,) = entry["latents"]
+    tensors, _ = read_safetensors(output_dir / item["subfolder"] / item["filename"])
+    return tensors["latent_tensor"]
+
+
+def read_video(path: Path) -> torch.Tensor:
+    """Decoded frames [T, H, W, 3] uint8 of a saved video."""
+    import av
+    with av.open(str(path)) as container:
+        frames = [torch.from_numpy(frame.to_ndarray(format="rgb24")) for frame in container.decode(video=0)]
+    return torch.stack(frames)
+
+
+def saved_video(outputs: dict, output_dir: Path) -> Path:
+    """The file a SaveVideo node reported in a prompt's outputs."""
+    (entry,) = [o for o in outputs.values() if "images" in o]
+    (item,) = entry["images"]
+    return output_dir / item["subfolder"] / item["filename"]

@@ -1,0 +1,167 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The example workflows run headless in ComfyUI on a CPU: in-process through ComfyUI's PromptExecutor, and
+through the HTTP server (`main.py --cpu`, POST /prompt, GET /history); both give the same video."""
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+
+from .comfy_world import FRAMES, SIDE, build_base, core_latent, load_api, read_video, saved_latent, saved_video, shrink
+from .conftest import COMFYUI_PATH
+
+WORKFLOW_NAMES = ["wan2.1_t2v_1.3B_tmd", "wan2.1_t2v_14B_tmd"]
+SERVER_START_S = 120
+
+
+@pytest.fixture(scope="session")
+def world(comfy, tmp_path_factory):
+    root = tmp_path_factory.mktemp("comfy_base")
+    made = {}
+    for name in WORKFLOW_NAMES:
+        made[name] = build_base(comfy, root, load_api(name))
+    (root / "output").mkdir()
+    return root, made
+
+
+class RecordingServer:
+    """What PromptExecutor needs of ComfyUI's server: it records the events a browser would receive."""
+
+    def __init__(self):
+        self.client_id, self.last_node_id, self.events = None, None, []
+
+    def send_sync(self, event, data, sid=None):
+        self.events.append((event, data))
+
+    def progress(self, value, total, preview, prompt_id=None, node_id=None):
+        from comfy_execution.utils import get_executing_context
+        node_id = node_id or get_executing_context().node_id
+        self.send_sync("progress", {"value": value, "max": total, "node": node_id})
+
+
+def run_in_process(comfy_nodes, root: Path, prompt: dict):
+    import comfy.utils
+    import execution
+    import folder_paths
+    for folder in ("diffusion_models", "tmd", "vae", "loras"):
+        folder_paths.add_model_folder_path(folder, str(root / "models" / folder))
+    folder_paths.set_output_directory(str(root / "output"))
+    prompt_id = str(uuid.uuid4())
+    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
+    assert valid, (error, node_errors)
+    server = RecordingServer()
+    executor = execution.PromptExecutor(server)
+    comfy.utils.set_progress_bar_global_hook(server.progress)  # what main.py's hijack_progress installs
+    try:
+        asyncio.run(executor.execute_async(prompt, prompt_id, {}, outputs))
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    assert executor.success, [e for e in server.events if e[0] == "execution_error"]
+    return executor.history_result["outputs"], server.events
+
+
+@pytest.mark.parametrize("name", WORKFLOW_NAMES)
+def test_workflow_runs_in_process(comfy_nodes, world, name):
+    root, made = world
+    outputs, events = run_in_process(comfy_nodes, root, shrink(load_api(name), f"inproc_{name}"))
+    latent, core = saved_latent(outputs, root / "output"), core_latent(comfy_nodes, made[name]["student"], load_api(name))
+    assert ((latent - core).norm() / core.norm()).item() < 1e-4  # the workflow samples what the core samples
+    frames = read_video(saved_video(outputs, root / "output"))
+    assert frames.shape == (FRAMES, SIDE, SIDE, 3)
+    assert frames.float().std() > 0  # a real decode of a real sample, not a blank clip
+    sampler_id = next(k for k, e in load_api(name).items() if e["class_type"] == "SamplerCustomAdvanced")
+    progress = [(d["value"], d["max"]) for e, d in events if e == "progress" and d["node"] == sampler_id]
+    # one tick per inner step (M = 2 outer × N = 2 inner), and the sampler node's own tick (with its
+    # preview) after each outer step: the bar reads 25, 50, 50, 75, 100, 100 %
+    assert progress == [(1, 4), (2, 4), (1, 2), (3, 4), (4, 4), (2, 2)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(url: str, body: dict | None = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="session")
+def server(comfy, world):
+    """`python main.py --cpu` on a free port with the test world's models and custom nodes."""
+    root, _ = world
+    port = free_port()
+    log = open(root / "server.log", "w")  # noqa: SIM115 (closed below, after the process ends)
+    process = subprocess.Popen(
+        [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
+         "--extra-model-paths-config", str(root / "extra_model_paths.yaml"), "--output-directory",
+         str(root / "server_output")],
+        cwd=COMFYUI_PATH, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            try:
+                http_json(f"{url}/system_stats")
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"ComfyUI did not start; see {root / 'server.log'}") from None
+                time.sleep(0.5)
+        yield url, root / "server_output"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def test_object_info_shows_the_pack_nodes(server):
+    url, _ = server
+    info = http_json(f"{url}/object_info/TMDSampler")["TMDSampler"]
+    assert info["input_order"]["required"] == ["inner_steps", "inner_gamma"] and info["output"] == ["SAMPLER"]
+    assert info["category"] == "sampling/TMD"
+
+
+def test_workflow_runs_through_the_http_server_and_matches_in_process(comfy_nodes, world, server):
+    url, output_dir = server
+    root, _ = world
+    name = WORKFLOW_NAMES[0]
+    queued = http_json(f"{url}/prompt", {"prompt": shrink(load_api(name), "http"), "client_id": "tmd-tests"})
+    assert queued["node_errors"] == {}
+    deadline = time.monotonic() + 300
+    while not (history := http_json(f"{url}/history/{queued['prompt_id']}")):
+        assert time.monotonic() < deadline, "the prompt did not finish in 5 minutes"
+        time.sleep(0.5)
+    entry = history[queued["prompt_id"]]
+    assert entry["status"]["status_str"] == "success" and entry["status"]["completed"]
+    over_http = read_video(saved_video(entry["outputs"], output_dir))
+    outputs, _ = run_in_process(comfy_nodes, root, shrink(load_api(name), "inproc_again"))
+    assert torch.equal(over_http, read_video(saved_video(outputs, root / "output")))  # same seed, same video
+
+
+def test_a_bad_head_file_is_reported_by_the_server(server, world):
+    """A pickle in models/tmd is refused with the pack's one-sentence error, shown as the node's error."""
+    url, _ = server
+    root, _ = world
+    (root / "models" / "tmd" / "evil_head.safetensors").write_bytes(b"\x80\x04\x95" + bytes(64))
+    prompt = shrink(load_api(WORKFLOW_NAMES[0]), "bad")
+    next(e for e in prompt.values() if e["class_type"] == "TMDFlowHeadLoader")["inputs"]["head_name"] = "evil_head.safetensors"
+    queued = http_json(f"{url}/prompt", {"prompt": prompt, "client_id": "tmd-tests"})
+    deadline = time.monotonic() + 120
+    while not (history := http_json(f"{url}/history/{queued['prompt_id']}")):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    status = history[queued["prompt_id"]]["status"]
+    assert status["status_str"] == "error"
+    (error,) = [data for kind, data in status["messages"] if kind == "execution_error"]
+    assert error["node_type"] == "TMDFlowHeadLoader" and "pickle" in error["exception_message"]
