@@ -19,6 +19,7 @@ from factories import perturb_extras, random_wan
 from .conftest import PACK_ROOT, TESTING_PACK
 
 WORKFLOWS = PACK_ROOT / "workflows"
+LATENT = (1, 16, 2, 4, 6)  # for the sampling tests that call ComfyUI's sampling functions directly
 TINY_WAN = WanConfig(dim=256, ffn_dim=128, num_heads=2, num_layers=4)  # ComfyUI detects dim ≥ 256 as Wan
 FRAMES, SIDE = 5, 64  # video frames and pixels: latent [1, 16, 2, 8, 8]
 
@@ -58,12 +59,7 @@ def build_base(comfy, root: Path, api: dict) -> dict:
     vae_name = _of_type(api, "VAELoader")[1]["inputs"]["vae_name"]
     for folder in ("diffusion_models", "tmd", "vae", "loras"):
         (root / "models" / folder).mkdir(parents=True, exist_ok=True)
-    wan = random_wan(TINY_WAN, seed=11)
-    student = TMDStudent.from_teacher(wan, FlowHeadSpec(head_blocks=2))
-    perturb_extras(student, seed=12)
-    save_wan(wan, root / "models" / "diffusion_models" / student_name)
-    save_flow_head(student, root / "models" / "tmd" / head_name,
-                   FlowHeadMeta.describe_model(wan, student.extras.spec, outer_steps=2, inner_steps=2))
+    made = write_student(root / "models" / "diffusion_models" / student_name, root / "models" / "tmd" / head_name)
     write_safetensors(random_wan21_vae_state(comfy), root / "models" / "vae" / vae_name)
     custom = root / "custom_nodes"
     custom.mkdir(exist_ok=True)
@@ -73,7 +69,7 @@ def build_base(comfy, root: Path, api: dict) -> dict:
     (root / "extra_model_paths.yaml").write_text(
         f"tmdtest:\n  base_path: {root}\n  custom_nodes: custom_nodes\n  diffusion_models: models/diffusion_models\n"
         "  tmd: models/tmd\n  vae: models/vae\n  loras: models/loras\n", encoding="utf-8")
-    return {"student": student, "wan": wan}
+    return made
 
 
 def shrink(api: dict, prefix: str) -> dict:
@@ -131,3 +127,31 @@ def saved_video(outputs: dict, output_dir: Path) -> Path:
     (entry,) = [o for o in outputs.values() if "images" in o]
     (item,) = entry["images"]
     return output_dir / item["subfolder"] / item["filename"]
+
+
+def write_student(wan_path: Path, head_path: Path) -> dict:
+    """A tiny random Wan student (4 blocks, H = 2, trained M = N = 2) saved as the pack's two files."""
+    wan = random_wan(TINY_WAN, seed=11)
+    student = TMDStudent.from_teacher(wan, FlowHeadSpec(head_blocks=2))
+    perturb_extras(student, seed=12)
+    save_wan(wan, wan_path)
+    save_flow_head(student, head_path,
+                   FlowHeadMeta.describe_model(wan, student.extras.spec, outer_steps=2, inner_steps=2))
+    return {"student": student, "wan": wan}
+
+
+def patched_model(comfy, nodes, folder: Path, model=None):
+    """The student through ComfyUI's UNETLoader path (or `model`), patched by the pack's apply node."""
+    from comfyui_tmd.tmd_core.comfy_bridge import read_head_file
+    model = model or comfy.sd.load_diffusion_model(str(folder / "wan_student.safetensors"))
+    return nodes.TMDApplyFlowHead.execute(model, read_head_file(folder / "student_head.safetensors")).result[0]
+
+
+def comfy_sample(comfy, model, sampler, sigmas, context, seed, cfg=1.0, batch=1):
+    """ComfyUI's SamplerCustom path: seeded noise, conds, the guider, the sampler; latents in VAE space."""
+    import comfy.sample
+    latent = torch.zeros((batch,) + LATENT[1:])
+    noise = comfy.sample.prepare_noise(latent, seed)
+    positive, negative = [[context, {}]], [[torch.randn_like(context), {}]]
+    with torch.inference_mode():
+        return comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, latent, seed=seed)

@@ -46,3 +46,17 @@ def comfy_nodes(comfy):
     assert asyncio.run(nodes.load_custom_node(str(PACK_ROOT)))
     assert asyncio.run(nodes.load_custom_node(str(TESTING_PACK)))
     return nodes
+
+
+@pytest.fixture(scope="session")
+def student_files(comfy, tmp_path_factory):
+    """Folder with wan_student.safetensors + student_head.safetensors, and the core student they hold."""
+    from .comfy_world import write_student
+    folder = tmp_path_factory.mktemp("tmd")
+    return folder, write_student(folder / "wan_student.safetensors", folder / "student_head.safetensors")["student"]
+
+
+@pytest.fixture
+def nodes(comfy):
+    from comfyui_tmd.nodes import tmd_nodes
+    return tmd_nodes

@@ -4,52 +4,15 @@ sampled by the core with the same weights and seed; plus the errors and Cancel i
 import pytest
 import torch
 
-from comfyui_tmd.tmd_core import (CheckpointError, FlowHeadMeta, FlowHeadSpec, TMDError, TMDStudent, WanConfig, generate_tmd,
-                                  save_flow_head, save_wan)
+from comfyui_tmd.tmd_core import CheckpointError, TMDError, WanConfig, generate_tmd, save_wan
 
-from factories import perturb_extras, random_wan
+from factories import random_wan
 
-CONFIG = WanConfig(dim=256, ffn_dim=128, num_heads=2, num_layers=4)  # ComfyUI detects dim ≥ 256 as Wan
-LATENT = (1, 16, 2, 4, 6)
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    wan = random_wan(CONFIG, seed=2)
-    student = TMDStudent.from_teacher(wan, FlowHeadSpec(head_blocks=2))
-    perturb_extras(student, seed=1)
-    folder = tmp_path_factory.mktemp("tmd")
-    save_wan(wan, folder / "wan_student.safetensors")
-    save_flow_head(student, folder / "student_head.safetensors",
-                   FlowHeadMeta.describe_model(wan, student.extras.spec, outer_steps=2, inner_steps=2))
-    return folder, student
-
-
-@pytest.fixture
-def nodes(comfy):
-    from comfyui_tmd.nodes import tmd_nodes
-    return tmd_nodes
-
-
-def comfy_sample(comfy, model, sampler, sigmas, context, seed, cfg=1.0, batch=1):
-    import comfy.sample
-    latent = torch.zeros((batch,) + LATENT[1:])
-    noise = comfy.sample.prepare_noise(latent, seed)
-    positive, negative = [[context, {}]], [[torch.randn_like(context), {}]]
-    with torch.inference_mode():
-        return comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, latent, seed=seed)
-
-
-def patched_model(comfy, nodes, folder):
-    from comfyui_tmd.tmd_core.comfy_bridge import read_head_file
-    patcher = comfy.sd.load_diffusion_model(str(folder / "wan_student.safetensors"))
-    head = read_head_file(folder / "student_head.safetensors")
-    return nodes.TMDApplyFlowHead.execute(patcher, head).result[0]
-
+from .comfy_world import LATENT, comfy_sample, patched_model
 
 @pytest.mark.parametrize("batch", [1, 2])
-def test_comfy_tmd_equals_core_tmd(comfy, nodes, files, batch):
-    folder, student = files
+def test_comfy_tmd_equals_core_tmd(comfy, nodes, student_files, batch):
+    folder, student = student_files
     model = patched_model(comfy, nodes, folder)
     sampler = nodes.TMDSampler.execute(0, 0.0).result[0]
     sigmas = nodes.TMDScheduler.execute(2, 10.0).result[0]
@@ -63,9 +26,9 @@ def test_comfy_tmd_equals_core_tmd(comfy, nodes, files, batch):
     assert torch.equal(ours, again)
 
 
-def test_stock_euler_on_the_tmd_grid_gives_the_same_video(comfy, nodes, files):
+def test_stock_euler_on_the_tmd_grid_gives_the_same_video(comfy, nodes, student_files):
     import comfy.samplers
-    folder, _ = files
+    folder, _ = student_files
     model = patched_model(comfy, nodes, folder)
     sigmas = nodes.TMDScheduler.execute(2, 10.0).result[0]
     context = torch.randn(1, 5, 4096, generator=torch.Generator().manual_seed(4))
@@ -74,25 +37,25 @@ def test_stock_euler_on_the_tmd_grid_gives_the_same_video(comfy, nodes, files):
     assert ((tmd - euler).norm() / tmd.norm()).item() < 1e-5
 
 
-def test_cfg_above_one_is_refused(comfy, nodes, files):
-    folder, _ = files
+def test_cfg_above_one_is_refused(comfy, nodes, student_files):
+    folder, _ = student_files
     model = patched_model(comfy, nodes, folder)
     with pytest.raises(TMDError, match="set cfg to 1"):
         comfy_sample(comfy, model, nodes.TMDSampler.execute(0, 0.0).result[0], nodes.TMDScheduler.execute(2, 10.0).result[0],
                      torch.randn(1, 5, 4096), seed=1, cfg=5.0)
 
 
-def test_tmd_sampler_on_an_unpatched_model_is_refused(comfy, nodes, files):
-    folder, _ = files
+def test_tmd_sampler_on_an_unpatched_model_is_refused(comfy, nodes, student_files):
+    folder, _ = student_files
     plain = comfy.sd.load_diffusion_model(str(folder / "wan_student.safetensors"))
     with pytest.raises(TMDError, match="connect the model through 'TMD Apply Flow Head'"):
         comfy_sample(comfy, plain, nodes.TMDSampler.execute(0, 0.0).result[0], nodes.TMDScheduler.execute(2, 10.0).result[0],
                      torch.randn(1, 5, 4096), seed=1)
 
 
-def test_head_for_another_model_is_refused(comfy, nodes, files, tmp_path):
+def test_head_for_another_model_is_refused(comfy, nodes, student_files, tmp_path):
     from comfyui_tmd.tmd_core.comfy_bridge import read_head_file
-    folder, _ = files
+    folder, _ = student_files
     other = random_wan(WanConfig(dim=256, ffn_dim=128, num_heads=2, num_layers=6), seed=5)
     save_wan(other, tmp_path / "other.safetensors")
     patcher = comfy.sd.load_diffusion_model(str(tmp_path / "other.safetensors"))
@@ -100,10 +63,10 @@ def test_head_for_another_model_is_refused(comfy, nodes, files, tmp_path):
         nodes.TMDApplyFlowHead.execute(patcher, read_head_file(folder / "student_head.safetensors"))
 
 
-def test_cancel_stops_within_one_inner_step(comfy, nodes, files):
+def test_cancel_stops_within_one_inner_step(comfy, nodes, student_files):
     import comfy.model_management as mm
     import comfy.utils
-    folder, _ = files
+    folder, _ = student_files
     model = patched_model(comfy, nodes, folder)
     seen = []
 
