@@ -1,0 +1,136 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The patched model stays a good ComfyUI citizen: LoRAs (before or after the patch) reach backbone and head
+blocks, torch.compile wrappers and attention overrides reach every block call, and the stock KSampler
+(euler, simple, cfg 1) samples TMD on a shift-γ model."""
+import copy
+
+import pytest
+import torch
+
+from comfyui_tmd.tmd_core import TMDDenoiser, generate_tmd, sample_euler
+from comfyui_tmd.tmd_core.sampler import seeded_noise
+from comfyui_tmd.tmd_core.safe_files import write_safetensors
+
+from .comfy_world import LATENT, TINY_WAN, comfy_sample, patched_model
+
+LORA_RANK, LORA_ALPHA, LORA_STRENGTH = 4, 2.0, 0.8
+LORA_TARGETS = ["blocks.0.self_attn.q", "blocks.3.ffn.0"]  # a backbone block and a head block (H = 2 of 4)
+
+
+def relative_error(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+def tmd_sample(comfy, nodes, model, seed=5):
+    context = torch.randn(1, 5, 4096, generator=torch.Generator().manual_seed(6))
+    sampler = nodes.TMDSampler.execute(0, 0.0).result[0]
+    return comfy_sample(comfy, model, sampler, nodes.TMDScheduler.execute(2, 10.0).result[0], context, seed), context
+
+
+def core_sample(comfy, student, context, seed=5):
+    import comfy.latent_formats
+    with torch.no_grad():
+        latent = generate_tmd(student, context, LATENT, seed=seed)
+    return comfy.latent_formats.Wan21().process_out(latent)
+
+
+@pytest.fixture(scope="module")
+def lora(comfy, student_files):
+    """A random LoRA file in ComfyUI's generic key format, and the student with it merged by hand."""
+    import folder_paths
+    folder, student = student_files
+    generator = torch.Generator().manual_seed(9)
+    tensors, merged = {}, copy.deepcopy(student)
+    for target in LORA_TARGETS:
+        weight = merged.wan.get_parameter(f"{target}.weight")
+        up = 0.05 * torch.randn(weight.shape[0], LORA_RANK, generator=generator)
+        down = 0.05 * torch.randn(LORA_RANK, weight.shape[1], generator=generator)
+        key = f"diffusion_model.{target}"
+        tensors |= {f"{key}.lora_up.weight": up, f"{key}.lora_down.weight": down, f"{key}.alpha": torch.tensor(LORA_ALPHA)}
+        with torch.no_grad():
+            weight += LORA_STRENGTH * (LORA_ALPHA / LORA_RANK) * (up @ down)
+    write_safetensors(tensors, folder / "loras" / "tiny_lora.safetensors")
+    folder_paths.add_model_folder_path("loras", str(folder / "loras"))
+    return "tiny_lora.safetensors", merged
+
+
+@pytest.mark.parametrize("order", ["lora then TMD", "TMD then lora"])
+def test_lora_reaches_backbone_and_head_blocks(comfy, comfy_nodes, nodes, student_files, lora, order):
+    folder, student = student_files
+    lora_name, merged = lora
+    apply_lora = comfy_nodes.LoraLoaderModelOnly().load_lora_model_only
+    plain = comfy.sd.load_diffusion_model(str(folder / "wan_student.safetensors"))
+    if order == "lora then TMD":
+        model = patched_model(comfy, nodes, folder, apply_lora(plain, lora_name, LORA_STRENGTH)[0])
+    else:
+        model = apply_lora(patched_model(comfy, nodes, folder, plain), lora_name, LORA_STRENGTH)[0]
+    ours, context = tmd_sample(comfy, nodes, model)
+    assert relative_error(ours, core_sample(comfy, merged, context)) < 1e-4
+    assert relative_error(ours, core_sample(comfy, student, context)) > 1e-3  # the LoRA changed the video
+
+
+class RecordingBackend:
+    """A torch.compile backend that runs each captured graph eagerly and counts graphs and their runs."""
+
+    def __init__(self):
+        self.graphs, self.runs = 0, 0
+
+    def __call__(self, graph_module, example_inputs):
+        self.graphs += 1
+
+        def run(*args):
+            self.runs += 1
+            return graph_module.forward(*args)
+        return run
+
+
+@pytest.mark.parametrize("keys", [["diffusion_model"], [f"diffusion_model.blocks.{i}" for i in range(TINY_WAN.num_layers)]],
+                         ids=["whole model", "per block"])
+def test_torch_compile_wrapper_reaches_the_blocks(comfy, nodes, student_files, keys):
+    from comfy_api.torch_helpers import set_torch_compile_wrapper
+    folder, student = student_files
+    torch._dynamo.reset()
+    model = patched_model(comfy, nodes, folder)
+    backend = RecordingBackend()
+    set_torch_compile_wrapper(model, backend=backend, keys=keys)
+    ours, context = tmd_sample(comfy, nodes, model)
+    assert relative_error(ours, core_sample(comfy, student, context)) < 1e-4
+    block_calls = 2 * (2 + 2 * 2)  # M × (backbone blocks + N × head blocks)
+    assert backend.graphs >= 1 and backend.runs >= (block_calls if len(keys) > 1 else 2)
+
+
+def test_attention_override_sees_every_attention_call(comfy, nodes, student_files):
+    folder, student = student_files
+    model = patched_model(comfy, nodes, folder)
+    calls = []
+
+    def override(attention, *args, **kwargs):
+        calls.append(args[0].shape)
+        return attention(*args, **kwargs)
+
+    model.model_options["transformer_options"]["optimized_attention_override"] = override
+    ours, context = tmd_sample(comfy, nodes, model)
+    assert relative_error(ours, core_sample(comfy, student, context)) < 1e-4
+    assert len(calls) == 2 * (2 + 2 * 2) * 2  # M × (backbone + N × head blocks) × (self + cross attention)
+
+
+def test_stock_ksampler_samples_tmd_on_a_shift_gamma_model(comfy, comfy_nodes, nodes, student_files):
+    """KSampler(euler, simple, steps M, cfg 1) after ModelSamplingSD3(shift γ) is Euler on shift_γ of a uniform
+    grid — the TMD grid with its top at 1 instead of 0.999 — and the patch makes every step a TMD step."""
+    import comfy.latent_formats
+    import comfy.samplers
+    folder, student = student_files
+    shifted = comfy_nodes.NODE_CLASS_MAPPINGS["ModelSamplingSD3"]().patch(
+        comfy.sd.load_diffusion_model(str(folder / "wan_student.safetensors")), 10.0)[0]
+    model = patched_model(comfy, nodes, folder, shifted)
+    context = torch.randn(1, 5, 4096, generator=torch.Generator().manual_seed(8))
+    latent = {"samples": torch.zeros(LATENT)}
+    with torch.inference_mode():
+        (out,) = comfy_nodes.KSampler().sample(model, 21, 2, 1.0, "euler", "simple", [[context, {}]],
+                                               [[torch.randn_like(context), {}]], latent)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", 2)
+    assert torch.allclose(sigmas, torch.tensor([1.0, 10 * 0.5 / (1 + 9 * 0.5), 0.0]), atol=1e-6)
+    noise, generator = seeded_noise(LATENT, 21)
+    with torch.no_grad():
+        core = sample_euler(TMDDenoiser(student, context, 2, 10.0, generator), sigmas[0] * noise, sigmas)
+    assert relative_error(out["samples"], comfy.latent_formats.Wan21().process_out(core)) < 1e-4
