@@ -6,7 +6,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from comfyui_tmd.tmd_core import (CFGDenoiser, NonFiniteError, SamplingConfigError, TMDDenoiser, generate_teacher,
-                                  generate_tmd, inner_rollout, sample_euler, teacher_sigmas, tmd_grid, tmd_sigmas)
+                                  generate_tmd, inner_rollout, teacher_sigmas, tmd_grid)
 
 from factories import LATENT, perturb_extras
 

@@ -9,7 +9,7 @@ import torch
 from comfyui_tmd.tmd_core import CheckpointError, LatentShapeError, WanConfig, WanDiT, detect_wan_config, load_wan, save_wan
 from comfyui_tmd.tmd_core.wan_config import strip_key_prefix
 
-from factories import LATENT, SMALL, random_wan
+from factories import SMALL, random_wan
 
 
 def reference_wan(sd: dict, cfg: WanConfig, x, t, context):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow_nodes import NODES, check_api_prompt, check_ui_workflow, ui_to_api
+from workflow_nodes import check_api_prompt, check_ui_workflow, ui_to_api
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
 UI_FILES = sorted(p for p in WORKFLOWS.glob("*.json") if not p.name.endswith(".api.json"))

@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
+import urllib.request
 from pathlib import Path
 
 import torch
@@ -155,3 +157,16 @@ def comfy_sample(comfy, model, sampler, sigmas, context, seed, cfg=1.0, batch=1)
     positive, negative = [[context, {}]], [[torch.randn_like(context), {}]]
     with torch.inference_mode():
         return comfy.sample.sample_custom(model, noise, cfg, sampler, sigmas, positive, negative, latent, seed=seed)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(url: str, body: dict | None = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())

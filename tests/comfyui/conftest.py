@@ -2,7 +2,9 @@
 """Tier 2: tests inside a real ComfyUI checkout named by COMFYUI_PATH (never vendored); skipped without one."""
 import asyncio
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,8 @@ import pytest
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 PACK_ROOT = Path(__file__).resolve().parents[2]
 TESTING_PACK = Path(__file__).resolve().parent / "testing_pack"
+WORKFLOW_NAMES = ["wan2.1_t2v_1.3B_tmd", "wan2.1_t2v_14B_tmd"]
+SERVER_START_S = 120
 
 
 def pytest_collection_modifyitems(config, items):
@@ -60,3 +64,45 @@ def student_files(comfy, tmp_path_factory):
 def nodes(comfy):
     from comfyui_tmd.nodes import tmd_nodes
     return tmd_nodes
+
+
+@pytest.fixture(scope="session")
+def world(comfy, tmp_path_factory):
+    """A ComfyUI base folder holding every file the example workflows name (see comfy_world.build_base)."""
+    from .comfy_world import build_base, load_api
+    root = tmp_path_factory.mktemp("comfy_base")
+    made = {}
+    for name in WORKFLOW_NAMES:
+        made[name] = build_base(comfy, root, load_api(name))
+    (root / "output").mkdir()
+    return root, made
+
+
+@pytest.fixture(scope="session")
+def server(comfy, world):
+    """`python main.py --cpu` on a free port with the test world's models and custom nodes."""
+    from .comfy_world import free_port, http_json
+    root, _ = world
+    port = free_port()
+    log = open(root / "server.log", "w")  # noqa: SIM115 (closed below, after the process ends)
+    process = subprocess.Popen(
+        [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
+         "--extra-model-paths-config", str(root / "extra_model_paths.yaml"), "--output-directory",
+         str(root / "server_output")],
+        cwd=COMFYUI_PATH, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            try:
+                http_json(f"{url}/system_stats")
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"ComfyUI did not start; see {root / 'server.log'}") from None
+                time.sleep(0.5)
+        yield url, root / "server_output"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()

@@ -2,33 +2,15 @@
 """The example workflows run headless in ComfyUI on a CPU: in-process through ComfyUI's PromptExecutor, and
 through the HTTP server (`main.py --cpu`, POST /prompt, GET /history); both give the same video."""
 import asyncio
-import json
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 import torch
 
-from .comfy_world import FRAMES, SIDE, build_base, core_latent, load_api, read_video, saved_latent, saved_video, shrink
-from .conftest import COMFYUI_PATH
-
-WORKFLOW_NAMES = ["wan2.1_t2v_1.3B_tmd", "wan2.1_t2v_14B_tmd"]
-SERVER_START_S = 120
-
-
-@pytest.fixture(scope="session")
-def world(comfy, tmp_path_factory):
-    root = tmp_path_factory.mktemp("comfy_base")
-    made = {}
-    for name in WORKFLOW_NAMES:
-        made[name] = build_base(comfy, root, load_api(name))
-    (root / "output").mkdir()
-    return root, made
+from .comfy_world import FRAMES, SIDE, core_latent, http_json, load_api, read_video, saved_latent, saved_video, shrink
+from .conftest import WORKFLOW_NAMES
 
 
 class RecordingServer:
@@ -81,48 +63,6 @@ def test_workflow_runs_in_process(comfy_nodes, world, name):
     # one tick per inner step (M = 2 outer × N = 2 inner), and the sampler node's own tick (with its
     # preview) after each outer step: the bar reads 25, 50, 50, 75, 100, 100 %
     assert progress == [(1, 4), (2, 4), (1, 2), (3, 4), (4, 4), (2, 2)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_json(url: str, body: dict | None = None) -> dict:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
-@pytest.fixture(scope="session")
-def server(comfy, world):
-    """`python main.py --cpu` on a free port with the test world's models and custom nodes."""
-    root, _ = world
-    port = free_port()
-    log = open(root / "server.log", "w")  # noqa: SIM115 (closed below, after the process ends)
-    process = subprocess.Popen(
-        [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
-         "--extra-model-paths-config", str(root / "extra_model_paths.yaml"), "--output-directory",
-         str(root / "server_output")],
-        cwd=COMFYUI_PATH, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            try:
-                http_json(f"{url}/system_stats")
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"ComfyUI did not start; see {root / 'server.log'}") from None
-                time.sleep(0.5)
-        yield url, root / "server_output"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def test_object_info_shows_the_pack_nodes(server):
