@@ -2,6 +2,7 @@
 """The example workflows run headless in ComfyUI on a CPU: in-process through ComfyUI's PromptExecutor, and
 through the HTTP server (`main.py --cpu`, POST /prompt, GET /history); both give the same video."""
 import asyncio
+import json
 import time
 import uuid
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .comfy_world import FRAMES, SIDE, core_latent, http_json, load_api, read_video, saved_latent, saved_video, shrink
+from .comfy_world import FRAMES, SIDE, WORKFLOWS, core_latent, http_json, load_api, read_video, saved_latent, saved_video, shrink
 from .conftest import WORKFLOW_NAMES
 
 
@@ -105,3 +106,12 @@ def test_a_bad_head_file_is_reported_by_the_server(server, world):
     assert status["status_str"] == "error"
     (error,) = [data for kind, data in status["messages"] if kind == "execution_error"]
     assert error["node_type"] == "TMDFlowHeadLoader" and "pickle" in error["exception_message"]
+
+
+def test_workflows_are_in_comfyui_s_template_browser(server):
+    """ComfyUI lists a pack's workflows/ folder under Templates; the API twins stay out of that list."""
+    url, _ = server
+    templates = http_json(f"{url}/workflow_templates")
+    assert sorted(templates["comfyui_tmd"]) == sorted(WORKFLOW_NAMES)
+    served = http_json(f"{url}/api/workflow_templates/comfyui_tmd/{WORKFLOW_NAMES[0]}.json")
+    assert served == json.loads((WORKFLOWS / f"{WORKFLOW_NAMES[0]}.json").read_text(encoding="utf-8"))
