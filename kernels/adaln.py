@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .triton_gate import TritonKernel, row_block, tl, use_triton, warps_for
+from . import triton_gate
+from .triton_gate import jit, row_block, tl, use_triton, warps_for
 
 
 def per_frame(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -56,6 +57,7 @@ def add_norm_modulate_ref(x: torch.Tensor, y: torch.Tensor, eps: float, gate: to
 
 # ---- Triton kernel and launcher ---------------------------------------------------------------
 
+@jit
 def _add_norm_modulate_kernel(
     x_ptr, y_ptr, sum_ptr, out_ptr,  # [rows, D], rows = B·L, contiguous
     gate_ptr, shift_ptr, scale_ptr,  # [B, F, D] with unit stride on D; the strides below
@@ -88,9 +90,6 @@ def _add_norm_modulate_kernel(
     tl.store(out_ptr + row * D + cols, h.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-_KERNEL = TritonKernel(_add_norm_modulate_kernel)
-
-
 def _check_modulations(x: torch.Tensor, mods: dict[str, torch.Tensor | None]) -> tuple[int, int]:
     """All given modulations must be [B, F, dim] with one layout and F dividing the token count; -> (stride_b, stride_f)."""
     given = {name: m for name, m in mods.items() if m is not None}
@@ -117,10 +116,10 @@ def _launch(x: torch.Tensor, y: torch.Tensor | None, eps: float, gate, weight, b
     b, tokens, dim = x.shape
     frames = next((m.shape[1] for m in (gate, shift, scale) if m is not None), 1)
     x = x.contiguous()
-    out = torch.empty_like(x)
-    total = torch.empty_like(x) if y is not None else None
+    out = triton_gate.empty_like(x)
+    total = triton_gate.empty_like(x) if y is not None else None
     block = row_block(dim)
-    _KERNEL[(b * tokens,)](
+    _add_norm_modulate_kernel[(b * tokens,)](
         x, x if y is None else y.contiguous(), x if total is None else total, out,
         x if gate is None else gate, x if shift is None else shift, x if scale is None else scale,
         x if weight is None else weight, x if bias is None else bias,

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from .triton_gate import TritonKernel, row_block, tl, use_triton, warps_for
+from . import triton_gate
+from .triton_gate import jit, row_block, tl, use_triton, warps_for
 
 
 # ---- torch reference (also the model's torch path: same ops, same rounding) -------------------
@@ -45,6 +46,7 @@ def rms_norm_rope_ref(x: torch.Tensor, weight: torch.Tensor, eps: float, freqs: 
 
 # ---- Triton kernel and launcher ---------------------------------------------------------------
 
+@jit
 def _rms_norm_rope_kernel(
     x_ptr, out_ptr,  # [rows, D], rows = B·L, contiguous
     weight_ptr,  # [D]
@@ -72,9 +74,6 @@ def _rms_norm_rope_kernel(
     tl.store(out_ptr + base + 1, b.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-_KERNEL = TritonKernel(_rms_norm_rope_kernel)
-
-
 def _check(x: torch.Tensor, weight: torch.Tensor, freqs: torch.Tensor | None) -> None:
     if x.ndim != 3 or x.shape[-1] % 2 or weight.shape != x.shape[-1:]:
         raise ValueError(f"x has shape {tuple(x.shape)} and weight {tuple(weight.shape)}, "
@@ -89,10 +88,10 @@ def _check(x: torch.Tensor, weight: torch.Tensor, freqs: torch.Tensor | None) ->
 def _launch(x: torch.Tensor, weight: torch.Tensor, eps: float, freqs: torch.Tensor | None) -> torch.Tensor:
     b, tokens, dim = x.shape
     x = x.contiguous()
-    out = torch.empty_like(x)
+    out = triton_gate.empty_like(x)
     table = x if freqs is None else freqs.to(torch.float32).contiguous()
     block = row_block(dim // 2)
-    _KERNEL[(b * tokens,)](
+    _rms_norm_rope_kernel[(b * tokens,)](
         x, out, weight, table, tokens, 1 if freqs is None else freqs.shape[3], dim // 2, eps,
         HAS_ROPE=freqs is not None, BLOCK=block, num_warps=warps_for(block),
     )

@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The one module that imports Triton: availability, the impl switch, and kernels built at first launch.
+"""The one module that imports Triton: availability, the impl switch, and the `jit` decorator kernels use.
 
 Triton is optional. Without it every public kernel function runs its torch reference. With it, a
 kernel runs on CUDA tensors, or on CPU tensors when `TRITON_INTERPRET=1` (Triton's numpy interpreter:
-fp32 only, for correctness tests). Triton reads `TRITON_INTERPRET` when it decorates a function, so
-`TritonKernel` decorates at first launch instead of at import: the setting of that moment counts, and
-setting it after importing the pack works.
+fp32 only, for correctness tests). The variable must be set before Triton is first imported: Triton
+builds its own library functions (tl.sum, ...) for one mode at import, so switching later breaks
+kernels that call them. `INTERPRETER` is therefore read once, here, at import.
 """
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ import os
 from typing import Callable
 
 import torch
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "0").lower() in ("1", "true", "on", "yes")
+
 
 try:
     import triton
@@ -22,14 +27,11 @@ except ImportError:  # Triton is an optional extra: `pip install comfyui-tmd[tri
     tl = None
 
 TRITON_IMPORTED = triton is not None
+# Whether Triton runs kernels in its CPU interpreter; fixed when Triton is imported (see above).
+INTERPRETER = TRITON_IMPORTED and _env_true("TRITON_INTERPRET")
 IMPLS = ("auto", "triton", "torch")
 # Kernels read and write these dtypes; arithmetic inside them is float32.
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
-
-def interpreting() -> bool:
-    """True when Triton would run kernels in its CPU interpreter (TRITON_INTERPRET set to a true value)."""
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
 def triton_unusable_reason(*tensors: torch.Tensor) -> str | None:
@@ -39,8 +41,8 @@ def triton_unusable_reason(*tensors: torch.Tensor) -> str | None:
     for t in tensors:
         if t.dtype not in KERNEL_DTYPES:
             return f"the kernels take float32, bfloat16 or float16 tensors, got {t.dtype}"
-        if t.device.type == "cpu" and not interpreting():
-            return "the tensors are on the CPU and TRITON_INTERPRET=1 is not set"
+        if t.device.type == "cpu" and not INTERPRETER:
+            return "the tensors are on the CPU and TRITON_INTERPRET=1 was not set before Triton was imported"
         if t.device.type not in ("cpu", "cuda"):
             return f"the kernels run on CUDA (or the CPU interpreter), the tensors are on {t.device.type}"
     return None
@@ -61,21 +63,14 @@ def use_triton(impl: str, *tensors: torch.Tensor) -> bool:
     return reason is None
 
 
-class TritonKernel:
-    """A kernel function decorated with `triton.jit` at its first launch (one build per interpreter setting).
+def jit(fn: Callable) -> Callable:
+    """`triton.jit` where Triton is installed; without it the plain function, which is never launched."""
+    return triton.jit(fn) if TRITON_IMPORTED else fn
 
-    Launch it like a jitted kernel: `kernel[grid](*args, **meta)`.
-    """
 
-    def __init__(self, fn: Callable):
-        self.fn = fn
-        self._built: dict[bool, Callable] = {}
-
-    def __getitem__(self, grid):
-        mode = interpreting()
-        if mode not in self._built:
-            self._built[mode] = triton.jit(self.fn)
-        return self._built[mode][grid]
+def empty_like(x: torch.Tensor) -> torch.Tensor:
+    """The one place launchers allocate outputs, so tests can poison every output buffer with NaN."""
+    return torch.empty_like(x)
 
 
 def row_block(n: int) -> int:
