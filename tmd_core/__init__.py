@@ -3,6 +3,7 @@
 from .checkpoint import FlowHeadMeta, attach_flow_head, build_extras, load_flow_head, load_student, read_flow_head, save_flow_head, save_student
 from .errors import CheckpointError, LatentShapeError, NonFiniteError, SamplingConfigError, TMDError
 from .flow_head import FlowHeadExtras, FlowHeadSpec
+from .kernel_switch import set_kernel_impl
 from .grids import effective_nfe, shift_time, teacher_sigmas, tmd_grid, tmd_sigmas
 from .sampler import CFGDenoiser, InnerFlow, TMDDenoiser, generate_teacher, generate_tmd, inner_rollout, sample_euler
 from .student import BackboneFeatures, HeadTime, TMDStudent
@@ -16,5 +17,5 @@ __all__ = [
     "TMDError", "TMDStudent", "WAN21_T2V_14B", "WAN21_T2V_1_3B", "WAN_TINY", "WanConfig", "WanDiT",
     "attach_flow_head", "build_extras", "detect_wan_config", "effective_nfe", "generate_teacher", "generate_tmd", "inner_rollout",
     "load_flow_head", "load_student", "load_wan", "read_flow_head", "sample_euler", "save_flow_head",
-    "save_student", "save_wan", "shift_time", "teacher_sigmas", "tmd_grid", "tmd_sigmas",
+    "save_student", "save_wan", "set_kernel_impl", "shift_time", "teacher_sigmas", "tmd_grid", "tmd_sigmas",
 ]

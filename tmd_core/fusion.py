@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..kernels.adaln import norm_modulate
 from .wan_layers import LayerNorm
 
 FUSION_TYPES = ("gated", "concat")
@@ -22,6 +23,8 @@ class GatedFusion(nn.Module):
     table that starts at zero. W0 (not the gate) is zero so gradients reach the fusion at step 0:
     dL/dW0 = σ(a)·(dL/dfused)ᵀ·h2 is non-zero while the output is still exactly m.
     """
+
+    kernel_impl = "torch"  # the fused LayerNorm → modulation kernel, as in WanBlock
 
     def __init__(self, dim: int, ffn_dim: int, eps: float = 1e-6):
         super().__init__()
@@ -36,7 +39,8 @@ class GatedFusion(nn.Module):
     def forward(self, m: torch.Tensor, h: torch.Tensor, e0: torch.Tensor) -> torch.Tensor:
         """m, h [B, L, dim]; e0 [B, 1, 6, dim] of the inner time s -> fused [B, L, dim]."""
         shift, scale, gate = (self.modulation.unsqueeze(0) + e0[:, :, 3:]).unbind(2)  # 3 × [B, 1, dim]
-        h = torch.addcmul(h, self.ffn(torch.addcmul(shift, self.norm(h), 1 + scale)), gate)
+        normed = norm_modulate(h, self.norm.eps, shift=shift, scale=scale, impl=self.kernel_impl)  # [B, L, dim]
+        h = torch.addcmul(h, self.ffn(normed), gate)
         return m + torch.sigmoid(self.gate_logit) * self.out(h)
 
 

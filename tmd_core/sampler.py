@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .errors import NonFiniteError
+from .graphed_inner import GraphedInnerRollout
 from .grids import check_step_count, teacher_sigmas, tmd_grid, tmd_sigmas
 from .student import BackboneFeatures, HeadTime, TMDStudent
 from .wan_model import rope_for
@@ -80,17 +81,24 @@ class InnerFlow:
     the head's time conditioning of every inner step (per latent shape). Inner noise y1 is drawn per
     outer step from `generator` on the CPU, so a seed gives the same video on any device. ComfyUI's
     diffusion-model wrapper calls `velocity` directly; the core's sampler goes through `TMDDenoiser`.
+
+    `cuda_graph=True` (CUDA, inference only) replays the N head steps from one CUDA graph per latent
+    shape; `interrupt` is then checked once per outer step, and an `inner_callback` is refused.
     """
 
     def __init__(self, student: TMDStudent, inner_steps: int = 2, inner_gamma: float = 10.0,
                  generator: torch.Generator | None = None, inner_callback: Callback | None = None,
-                 interrupt: Callable[[], None] | None = None):
+                 interrupt: Callable[[], None] | None = None, cuda_graph: bool = False):
         grid = tmd_grid(check_step_count("inner steps N", inner_steps), inner_gamma)
+        if cuda_graph and inner_callback is not None:
+            raise ValueError("inner_callback needs the host between inner steps; it cannot run with cuda_graph=True.")
         self.student = student
         self.inner_grid = grid
         self.inner_step_sizes = [s - r for s, r in zip(grid[:-1], grid[1:])]
         self.generator, self.inner_callback, self.interrupt = generator, inner_callback, interrupt
+        self.cuda_graph = cuda_graph
         self._cache: dict[tuple, tuple] = {}
+        self._graph: GraphedInnerRollout | None = None
 
     def prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, list[HeadTime]]:
         """(RoPE table, per-inner-step head times) for latents like x; computed once, then cached."""
@@ -101,6 +109,7 @@ class InnerFlow:
                                             torch.full((batch,), r, device=x.device), x.dtype)
                      for s, r in zip(grid[:-1], grid[1:])]
             self._cache = {key: (rope_for(self.student.wan, x), times)}
+            self._graph = None  # it reads the replaced RoPE table and times
         return self._cache[key]
 
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
@@ -111,8 +120,15 @@ class InnerFlow:
         y1 = torch.randn(x.shape, generator=self.generator, dtype=torch.float32).to(x.device, x.dtype)
         features = self.student.backbone(x, sigma, context, embedded_context=embedded_context, freqs=freqs,
                                          transformer_options=transformer_options)
-        return inner_rollout(self.student, features, y1, times, self.inner_step_sizes, self.inner_callback,
-                             self.interrupt, transformer_options)
+        if not self.cuda_graph:
+            return inner_rollout(self.student, features, y1, times, self.inner_step_sizes, self.inner_callback,
+                                 self.interrupt, transformer_options)
+        if self.interrupt is not None:
+            self.interrupt()
+        if self._graph is None or not self._graph.fits(features, y1):
+            self._graph = GraphedInnerRollout(self.student, features, y1, times, self.inner_step_sizes, inner_rollout,
+                                              transformer_options)
+        return self._graph(features, y1)
 
 
 class TMDDenoiser(InnerFlow):
@@ -123,8 +139,8 @@ class TMDDenoiser(InnerFlow):
 
     def __init__(self, student: TMDStudent, context: torch.Tensor, inner_steps: int = 2, inner_gamma: float = 10.0,
                  generator: torch.Generator | None = None, inner_callback: Callback | None = None,
-                 interrupt: Callable[[], None] | None = None):
-        super().__init__(student, inner_steps, inner_gamma, generator, inner_callback, interrupt)
+                 interrupt: Callable[[], None] | None = None, cuda_graph: bool = False):
+        super().__init__(student, inner_steps, inner_gamma, generator, inner_callback, interrupt, cuda_graph)
         self.context = context
         self._embedded: dict[tuple, torch.Tensor] = {}
 

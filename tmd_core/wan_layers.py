@@ -14,6 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..kernels.adaln import add_norm_modulate, norm_modulate, norm_modulate_ref, per_frame
+from ..kernels.qk_norm_rope import apply_rope, rms_norm_rope, rms_norm_ref
+
+__all__ = ["Attention", "LayerNorm", "RMSNorm", "WanBlock", "WanHead", "apply_rope", "rope_axes", "rope_table",
+           "sinusoidal_embedding"]
+
 
 def sinusoidal_embedding(dim: int, position: torch.Tensor) -> torch.Tensor:
     """Wan's time embedding input: [cos | sin] of position·10000^(-k/half), computed in float64. [B] -> [B, dim]."""
@@ -44,17 +50,6 @@ def rope_table(grid: tuple[int, int, int], head_dim: int, theta: float = 10000.0
     return rot.to(dtype)
 
 
-def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-    """Rotate adjacent pairs of x [B, L, heads, head_dim] by freqs [1, L, 1, head_dim/2, 2, 2]."""
-    pairs = x.to(freqs.dtype).reshape(*x.shape[:-1], -1, 1, 2)  # [B, L, n, d/2, 1, 2]
-    out = freqs[..., 0] * pairs[..., 0] + freqs[..., 1] * pairs[..., 1]  # [B, L, n, d/2, 2]
-    return out.reshape(x.shape).to(x.dtype)
-
-
-def _at_least_float32(x: torch.Tensor) -> torch.dtype:
-    return torch.promote_types(x.dtype, torch.float32)
-
-
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
@@ -62,22 +57,24 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.to(_at_least_float32(x))
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+        return rms_norm_ref(x, self.weight, self.eps)
 
 
 class LayerNorm(nn.LayerNorm):
     """LayerNorm computed in at least float32 whatever the activation dtype."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = _at_least_float32(x)
-        weight = None if self.weight is None else self.weight.to(dtype)
-        bias = None if self.bias is None else self.bias.to(dtype)
-        return F.layer_norm(x.to(dtype), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
+        return norm_modulate_ref(x, self.eps, self.weight, self.bias)
 
 
 class Attention(nn.Module):
-    """Multi-head attention with RMS-normed q/k; self-attention when `context` is None (then with RoPE)."""
+    """Multi-head attention with RMS-normed q/k; self-attention when `context` is None (then with RoPE).
+
+    `kernel_impl` ("torch", "triton" or "auto"; set with `tmd_core.set_kernel_impl`) picks the fused
+    RMSNorm + RoPE kernel for q and k; "torch" runs the reference ops.
+    """
+
+    kernel_impl = "torch"
 
     def __init__(self, dim: int, num_heads: int, eps: float):
         super().__init__()
@@ -88,25 +85,22 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, freqs: torch.Tensor | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
         b, n = x.shape[0], self.num_heads
-        source = x if context is None else context
-        q = self.norm_q(self.q(x)).unflatten(-1, (n, -1))  # [B, L, n, d]
-        k = self.norm_k(self.k(source)).unflatten(-1, (n, -1))  # [B, S, n, d]
-        v = self.v(source).unflatten(-1, (n, -1))  # [B, S, n, d]
-        if context is None:
-            q, k = apply_rope(q, freqs), apply_rope(k, freqs)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))  # [B, n, L, d]
+        source, rope = (x, freqs) if context is None else (context, None)
+        q = rms_norm_rope(self.q(x), self.norm_q.weight, self.norm_q.eps, rope, self.kernel_impl)  # [B, L, dim]
+        k = rms_norm_rope(self.k(source), self.norm_k.weight, self.norm_k.eps, rope, self.kernel_impl)  # [B, S, dim]
+        q, k, v = (t.unflatten(-1, (n, -1)).transpose(1, 2) for t in (q, k, self.v(source)))  # [B, n, L|S, d]
+        out = F.scaled_dot_product_attention(q, k, v)  # [B, n, L, d]
         return self.o(out.transpose(1, 2).reshape(b, x.shape[1], -1))  # [B, L, dim]
 
 
-def per_token(e: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Broadcast a modulation [B, F, dim] over tokens [B, L, dim]; F = 1 (one time) or F = frames (per-frame time)."""
-    if e.shape[1] == 1:
-        return e
-    return e.repeat_interleave(x.shape[1] // e.shape[1], dim=1)
-
-
 class WanBlock(nn.Module):
-    """One Wan2.1 T2V DiT block: AdaLN self-attention, cross-attention to text, AdaLN FFN, gated residuals."""
+    """One Wan2.1 T2V DiT block: AdaLN self-attention, cross-attention to text, AdaLN FFN, gated residuals.
+
+    `kernel_impl` picks the fused (residual add →) LayerNorm → modulation kernel for its three norms.
+    The last gated residual stays torch's addcmul: it is already one pass over memory.
+    """
+
+    kernel_impl = "torch"
 
     def __init__(self, dim: int, ffn_dim: int, num_heads: int, eps: float = 1e-6):
         super().__init__()
@@ -128,16 +122,20 @@ class WanBlock(nn.Module):
             mods = (self.modulation.unsqueeze(0) + e).unbind(2)  # 6 × [B, F, dim]
         else:
             mods = (self.modulation + e).unsqueeze(1).unbind(2)  # 6 × [B, 1, dim]
-        shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = (per_token(m, x) for m in mods)
-        y = self.self_attn(torch.addcmul(shift_a, self.norm1(x), 1 + scale_a), freqs)
-        x = torch.addcmul(x, y, gate_a)
-        x = x + self.cross_attn(self.norm3(x), context=context)
-        y = self.ffn(torch.addcmul(shift_f, self.norm2(x), 1 + scale_f))
-        return torch.addcmul(x, y, gate_f)  # [B, L, dim]
+        shift_a, scale_a, gate_a, shift_f, scale_f, gate_f = mods
+        impl = self.kernel_impl
+        h = norm_modulate(x, self.norm1.eps, shift=shift_a, scale=scale_a, impl=impl)
+        x, h = add_norm_modulate(x, self.self_attn(h, freqs), self.norm3.eps, gate=gate_a,
+                                 weight=self.norm3.weight, bias=self.norm3.bias, impl=impl)  # x + gate·attn, norm3
+        x, h = add_norm_modulate(x, self.cross_attn(h, context=context), self.norm2.eps,
+                                 shift=shift_f, scale=scale_f, impl=impl)  # x + cross, norm2 + modulation
+        return torch.addcmul(x, self.ffn(h), per_frame(gate_f, x))  # [B, L, dim]
 
 
 class WanHead(nn.Module):
     """Wan's output layer: AdaLN (shift/scale from e, not e0) and a projection to patch pixels."""
+
+    kernel_impl = "torch"
 
     def __init__(self, dim: int, out_dim: int, patch_size: tuple[int, int, int], eps: float = 1e-6):
         super().__init__()
@@ -147,5 +145,5 @@ class WanHead(nn.Module):
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """x [B, L, dim], e [B, F, dim] -> [B, L, prod(patch)·out_dim]."""
-        shift, scale = (per_token(m, x) for m in (self.modulation.unsqueeze(0) + e.unsqueeze(2)).unbind(2))
-        return self.head(torch.addcmul(shift, self.norm(x), 1 + scale))
+        shift, scale = (self.modulation.unsqueeze(0) + e.unsqueeze(2)).unbind(2)  # 2 × [B, F, dim]
+        return self.head(norm_modulate(x, self.norm.eps, shift=shift, scale=scale, impl=self.kernel_impl))
