@@ -84,3 +84,29 @@ def test_cancel_stops_within_one_inner_step(comfy, nodes, student_files):
         comfy.utils.set_progress_bar_global_hook(None)
         mm.interrupt_current_processing(False)
     assert seen == [1]  # the second inner step never finished
+
+
+def test_a_non_wan_model_is_refused(comfy, nodes, student_files):
+    import comfy.model_management
+    import comfy.model_patcher
+    from comfyui_tmd.tmd_core.comfy_bridge import read_head_file
+    folder, _ = student_files
+
+    class NotWan(torch.nn.Module):  # what a UNet or another DiT looks like to the patch node: no Wan parts
+        def __init__(self):
+            super().__init__()
+            self.diffusion_model = torch.nn.Linear(4, 4)
+
+    patcher = comfy.model_patcher.ModelPatcher(NotWan(), load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    with pytest.raises(TMDError, match="TMD needs a Wan2.1 text-to-video model, got Linear"):
+        nodes.TMDApplyFlowHead.execute(patcher, read_head_file(folder / "student_head.safetensors"))
+
+
+def test_a_truncated_head_file_is_refused_by_the_loader_node(comfy, nodes, student_files, tmp_path):
+    import folder_paths
+    folder, _ = student_files
+    whole = (folder / "student_head.safetensors").read_bytes()
+    (tmp_path / "cut_head.safetensors").write_bytes(whole[: len(whole) // 2])
+    folder_paths.add_model_folder_path("tmd", str(tmp_path))
+    with pytest.raises(CheckpointError, match="cut_head.safetensors is truncated"):
+        nodes.TMDFlowHeadLoader.execute("cut_head.safetensors")
