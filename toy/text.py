@@ -19,6 +19,7 @@ import zlib
 import numpy as np
 import torch
 
+from ..tmd_core.errors import TMDError
 from .world import COLOURS, DIRECTIONS, SHAPES
 
 CONTEXT_TOKENS = 16
@@ -34,7 +35,7 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 _UNIT_VARIANCE = np.sqrt(12.0)  # a uniform on [-1/2, 1/2) has variance 1/12
 
 
-class ToyVocabularyError(ValueError):
+class ToyVocabularyError(TMDError, ValueError):
     """A caption with a word the toy text encoder has no vector for, or with too many words."""
 
 

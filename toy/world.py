@@ -6,6 +6,8 @@ FRAMES × SIDE × SIDE RGB in [0, 1]; image rows grow downwards, so "up" decreas
 """
 from __future__ import annotations
 
+from ..tmd_core.errors import TMDError
+
 FRAMES = 4  # frames per clip (one per latent frame)
 SIDE = 16  # frame width and height in pixels (latent 8 × 8, so 4·4·4 = 64 DiT tokens)
 
@@ -24,7 +26,7 @@ SIZE_RANGE = (5.0, 8.0)  # shape width (square side, circle diameter, triangle b
 SPEED_RANGE = (1.0, 2.0)  # pixels per frame
 
 
-class CaptionError(ValueError):
+class CaptionError(TMDError, ValueError):
     """A caption that is not "a <colour> <shape> moving <direction>" of this world."""
 
 

@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Quality of the toy world's samplers, measured on decoded clips with the analytic detector (toy/metrics.py).
+
+    python -m comfyui_tmd.benchmarks.toy_quality [--clips 8] [--prompts 8] [--out benchmarks/results/toy_quality]
+    python -m comfyui_tmd.benchmarks.toy_quality --quick --teacher T --tmd S --tmd-head H --dmd2v D --out DIR
+
+Rows: held-out real clips (the reference), the teacher at 50 Euler steps with CFG, the teacher's Euler at 2
+and 4 steps (same CFG), the DMD2-v student at 1 and 2 steps, and the TMD student at M = 1 and 2 (its
+trained N). The DMD2-v student is a plain Wan sampled without CFG by Euler on the TMD outer grid
+(tmd_sigmas(M, γ = 10)), the time points TMD's outer steps use, so the two students are compared at the
+same outer times. Clip k of every prompt uses seed k for every row (what `python -m comfyui_tmd generate
+--seed k` samples). Writes toy_quality.md (table), toy_quality.json and toy_quality.png (per row, the
+frames of clip 0 of the first prompts). --quick (2 prompts, 2 clips, 3 teacher steps) checks the mechanics
+only; its numbers mean nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..tmd_core import CFGDenoiser, effective_nfe, generate_teacher, generate_tmd, load_student, load_wan, sample_euler
+from ..tmd_core.grids import tmd_sigmas
+from ..tmd_core.sampler import seeded_noise
+from ..toy import checkpoints
+from ..toy.clips import make_clips
+from ..toy.detector import detect
+from ..toy.latent import decode, latent_shape
+from ..toy.metrics import adherence, feature_frechet, mean_temporal_consistency, mode_collapse_index, start_spread
+from ..toy.text import NEGATIVE_PROMPT, encode_caption
+from ..toy.video_io import write_png
+from ..toy.world import all_captions
+
+REAL_SEED, HELD_OUT_SEED = 10_000, 20_000  # real clips never share a seed with the reference set
+HELD_OUT_PER_PROMPT = 16
+GRID_PROMPTS = 2
+Sampler = Callable[[str, int], torch.Tensor]  # (caption, seed) -> frames [T, H, W, 3]
+
+
+@dataclasses.dataclass
+class Method:
+    name: str
+    nfe: float
+    sample: Sampler
+
+
+def generate_plain(wan: torch.nn.Module, context: torch.Tensor, shape: tuple[int, ...], seed: int, steps: int) -> torch.Tensor:
+    """A plain Wan student (DMD2-v): Euler without CFG on the TMD outer grid; latent of `shape`."""
+    sigmas = tmd_sigmas(steps)
+    noise, _ = seeded_noise(shape, seed)
+    return sample_euler(CFGDenoiser(wan, context, None, cfg=1.0), sigmas[0] * noise, sigmas, disable=True)
+
+
+def build_methods(args: argparse.Namespace) -> list[Method]:
+    teacher = load_wan(checkpoints.require(args.teacher), dtype=torch.float32)
+    student, meta = load_student(checkpoints.require(args.tmd), checkpoints.require(args.tmd_head), dtype=torch.float32)
+    dmd2v = load_wan(checkpoints.require(args.dmd2v), dtype=torch.float32)
+    shape = latent_shape()
+    negative = encode_caption(NEGATIVE_PROMPT)[None]
+
+    def teacher_row(steps: int) -> Method:
+        return Method(f"teacher Euler {steps} steps, CFG {args.cfg}", 2.0 * steps, lambda caption, seed: decode(
+            generate_teacher(teacher, encode_caption(caption)[None], negative, shape, seed, steps=steps, cfg=args.cfg,
+                             shift=args.shift, disable=True))[0])
+
+    def dmd2v_row(steps: int) -> Method:
+        return Method(f"DMD2-v {steps} step{'s' * (steps > 1)}", float(steps), lambda caption, seed: decode(
+            generate_plain(dmd2v, encode_caption(caption)[None], shape, seed, steps))[0])
+
+    def tmd_row(outer: int) -> Method:
+        nfe = effective_nfe(outer, meta.inner_steps, student.head_blocks, len(student.wan.blocks))
+        return Method(f"TMD M = {outer}, N = {meta.inner_steps}", nfe, lambda caption, seed: decode(generate_tmd(
+            student, encode_caption(caption)[None], shape, seed, outer_steps=outer, inner_steps=meta.inner_steps,
+            outer_gamma=meta.outer_gamma, inner_gamma=meta.inner_gamma, disable=True))[0])
+
+    return [teacher_row(args.teacher_steps), teacher_row(2), teacher_row(4), dmd2v_row(1), dmd2v_row(2), tmd_row(1), tmd_row(2)]
+
+
+def real_method() -> Method:
+    """Real clips of the caption (seeds disjoint from the held-out reference set)."""
+    return Method("real clips (reference)", 0.0, lambda caption, seed: make_clips(1, REAL_SEED + seed, caption)[0].frames)
+
+
+def evaluate(method: Method, captions: list[str], clips: int, held_out: list) -> tuple[dict, list[torch.Tensor]]:
+    """The method's metrics over `clips` seeds per caption, and clip 0's frames per caption."""
+    start = time.perf_counter()
+    with torch.no_grad():
+        frames = {c: torch.stack([method.sample(c, seed) for seed in range(clips)]) for c in captions}  # [K, T, H, W, 3]
+    seconds = time.perf_counter() - start
+    detections = {c: [detect(f) for f in frames[c]] for c in captions}
+    flat = [d for c in captions for d in detections[c]]
+    result = {
+        "method": method.name, "nfe": method.nfe, "seconds_per_clip": seconds / (clips * len(captions)),
+        "adherence": adherence(flat, [c for c in captions for _ in range(clips)]),
+        "temporal": mean_temporal_consistency(flat),
+        "frechet": feature_frechet(flat, held_out),
+        "start_spread": float(np.mean([start_spread(detections[c]) for c in captions])),
+        "mode_collapse": float(np.mean([mode_collapse_index(frames[c]) for c in captions])),
+    }
+    return result, [frames[c][0] for c in captions]
+
+
+def markdown(results: list[dict]) -> str:
+    head = ("| method | NFE | adherence (all) | colour | shape | direction | Fréchet ↓ | area change ↓ | colour change ↓ "
+            "| motion jitter ↓ | start spread (px) | mode collapse ↓ | s / clip |")
+    rows = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for r in results:
+        a, t = r["adherence"], r["temporal"]
+        rows.append(f"| {r['method']} | {r['nfe']:.2f} | {a['all']:.3f} | {a['colour']:.3f} | {a['shape']:.3f} | "
+                    f"{a['direction']:.3f} | {r['frechet']:.3f} | {t['area_change']:.3f} | {t['colour_change']:.3f} | "
+                    f"{t['motion_jitter']:.3f} | {r['start_spread']:.2f} | {r['mode_collapse']:.3f} | "
+                    f"{r['seconds_per_clip']:.3f} |")
+    return "\n".join(rows) + "\n"
+
+
+def frame_grid(rows: list[list[torch.Tensor]]) -> torch.Tensor:
+    """Per row, the frames [T, H, W, 3] of its clips side by side -> one image [rows·H, clips·T·W, 3]."""
+    return torch.cat([torch.cat([frame for clip in row for frame in clip], dim=1) for row in rows], dim=0)
+
+
+def pick_captions(count: int) -> list[str]:
+    """`count` captions spread evenly over the world's 48 (every colour, shape and direction for count ≥ 12)."""
+    captions = all_captions()
+    return [captions[round(i * len(captions) / count) % len(captions)] for i in range(count)]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--teacher", default=str(checkpoints.TEACHER))
+    parser.add_argument("--tmd", default=str(checkpoints.TMD_STUDENT))
+    parser.add_argument("--tmd-head", default=str(checkpoints.TMD_HEAD))
+    parser.add_argument("--dmd2v", default=str(checkpoints.DMD2V_STUDENT))
+    parser.add_argument("--clips", type=int, default=8, help="clips (seeds) per prompt")
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--teacher-steps", type=int, default=50)
+    parser.add_argument("--cfg", type=float, default=5.0)
+    parser.add_argument("--shift", type=float, default=5.0)
+    parser.add_argument("--out", default="benchmarks/results/toy_quality", help="folder for the .md, .json and .png")
+    parser.add_argument("--quick", action="store_true", help="2 prompts, 2 clips, 3 teacher steps: mechanics only")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.prompts, args.clips, args.teacher_steps = 2, 2, 3
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    captions = pick_captions(args.prompts)
+    held_out = [detect(clip.frames) for i, c in enumerate(captions)
+                for clip in make_clips(HELD_OUT_PER_PROMPT, HELD_OUT_SEED + i, c)]
+    results, grid_rows = [], []
+    for method in [real_method(), *build_methods(args)]:
+        result, firsts = evaluate(method, captions, args.clips, held_out)
+        results.append(result)
+        grid_rows.append(firsts[:GRID_PROMPTS])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown(results)
+    (out / "toy_quality.md").write_text(table, encoding="utf-8")
+    report = {"config": {k: v for k, v in vars(args).items()}, "captions": captions, "results": results}
+    (out / "toy_quality.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    write_png(frame_grid(grid_rows), out / "toy_quality.png", scale=4)
+    print(table)
+    print(json.dumps(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
