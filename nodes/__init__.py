@@ -1,8 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""ComfyUI V3 nodes: thin adapters over tmd_core. Imported only by the entry point, inside ComfyUI."""
+"""ComfyUI V3 nodes: thin adapters over tmd_core and toy. Imported only by the entry point, inside ComfyUI."""
 from comfy_api.latest import ComfyExtension
 
-from .tmd_nodes import NODES, register_model_folder
+from . import tmd_nodes, toy_nodes
+from .tmd_nodes import register_model_folder
+
+NODES = [*tmd_nodes.NODES, *toy_nodes.NODES]
 
 
 class TMDExtension(ComfyExtension):

@@ -55,6 +55,8 @@ NODES: dict[str, Node] = {
     "TMDApplyFlowHead": _node("model:MODEL head:TMD_HEAD", "MODEL", pack=True),
     "TMDScheduler": _node("steps:INT gamma:FLOAT", "SIGMAS", pack=True),
     "TMDSampler": _node("inner_steps:INT inner_gamma:FLOAT", "SAMPLER", pack=True),
+    "TMDToyTextEncode": _node("caption:STRING", "CONDITIONING", pack=True),
+    "TMDToyDecode": _node("samples:LATENT", "IMAGE", pack=True),
     # stock ComfyUI
     "UNETLoader": _node("unet_name:COMBO weight_dtype:COMBO", "MODEL"),
     "CLIPLoader": _node("clip_name:COMBO type:COMBO device:COMBO?", "CLIP"),
@@ -70,6 +72,7 @@ NODES: dict[str, Node] = {
     "KSampler": _node("model:MODEL seed:INT! steps:INT cfg:FLOAT sampler_name:COMBO scheduler:COMBO "
                       "positive:CONDITIONING negative:CONDITIONING latent_image:LATENT denoise:FLOAT", "LATENT"),
     "VAEDecode": _node("samples:LATENT vae:VAE", "IMAGE"),
+    "ImageScaleBy": _node("image:IMAGE upscale_method:COMBO scale_by:FLOAT", "IMAGE"),
     "CreateVideo": _node("images:IMAGE fps:FLOAT audio:AUDIO?", "VIDEO"),
     "SaveVideo": _node("video:VIDEO filename_prefix:STRING format:COMBO codec:COMBO"),
 }

@@ -58,15 +58,17 @@ def build_base(comfy, root: Path, api: dict) -> dict:
     """Fill `root` with the files `api` names; returns {"student", "wan"} for comparisons."""
     student_name = _of_type(api, "UNETLoader")[1]["inputs"]["unet_name"]
     head_name = _of_type(api, "TMDFlowHeadLoader")[1]["inputs"]["head_name"]
-    vae_name = _of_type(api, "VAELoader")[1]["inputs"]["vae_name"]
     for folder in ("diffusion_models", "tmd", "vae", "loras", "text_encoders"):
         (root / "models" / folder).mkdir(parents=True, exist_ok=True)
     made = write_student(root / "models" / "diffusion_models" / student_name, root / "models" / "tmd" / head_name)
-    write_safetensors(random_wan21_vae_state(comfy), root / "models" / "vae" / vae_name)
-    # umT5 cannot be had here (5.7 B parameters); a placeholder under its name keeps the frontend's
-    # missing-model check quiet. Runs replace the text encoder nodes (see `shrink`), so it is never read.
-    clip_name = _of_type(api, "CLIPLoader")[1]["inputs"]["clip_name"]
-    (root / "models" / "text_encoders" / clip_name).write_bytes(b"placeholder, never loaded")
+    types = {entry["class_type"] for entry in api.values()}
+    if "VAELoader" in types:  # the toy workflow has neither a VAE nor umT5
+        write_safetensors(random_wan21_vae_state(comfy), root / "models" / "vae" / _of_type(api, "VAELoader")[1]["inputs"]["vae_name"])
+    if "CLIPLoader" in types:
+        # umT5 cannot be had here (5.7 B parameters); a placeholder under its name keeps the frontend's
+        # missing-model check quiet. Runs replace the text encoder nodes (see `shrink`), so it is never read.
+        clip_name = _of_type(api, "CLIPLoader")[1]["inputs"]["clip_name"]
+        (root / "models" / "text_encoders" / clip_name).write_bytes(b"placeholder, never loaded")
     custom = root / "custom_nodes"
     custom.mkdir(exist_ok=True)
     for target, name in ((PACK_ROOT, "comfyui_tmd"), (TESTING_PACK, "tmd_testing_pack")):

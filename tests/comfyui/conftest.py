@@ -13,6 +13,7 @@ COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 PACK_ROOT = Path(__file__).resolve().parents[2]
 TESTING_PACK = Path(__file__).resolve().parent / "testing_pack"
 WORKFLOW_NAMES = ["wan2.1_t2v_1.3B_tmd", "wan2.1_t2v_14B_tmd"]
+TOY_WORKFLOW = "toy_tmd"  # runs as it is (no umT5, no VAE), so it is tested apart from the Wan ones
 SERVER_START_S = 120
 
 
@@ -68,11 +69,11 @@ def nodes(comfy):
 
 @pytest.fixture(scope="session")
 def world(comfy, tmp_path_factory):
-    """A ComfyUI base folder holding every file the example workflows name (see comfy_world.build_base)."""
+    """A ComfyUI base folder holding every file the example and toy workflows name (see comfy_world.build_base)."""
     from .comfy_world import build_base, load_api
     root = tmp_path_factory.mktemp("comfy_base")
     made = {}
-    for name in WORKFLOW_NAMES:
+    for name in [*WORKFLOW_NAMES, TOY_WORKFLOW]:
         made[name] = build_base(comfy, root, load_api(name))
     (root / "output").mkdir()
     return root, made

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from .comfy_world import FRAMES, SIDE, WORKFLOWS, core_latent, http_json, load_api, read_video, saved_latent, saved_video, shrink
-from .conftest import WORKFLOW_NAMES
+from .conftest import TOY_WORKFLOW, WORKFLOW_NAMES
 
 
 class RecordingServer:
@@ -112,6 +112,6 @@ def test_workflows_are_in_comfyui_s_template_browser(server):
     """ComfyUI lists a pack's workflows/ folder under Templates; the API twins stay out of that list."""
     url, _ = server
     templates = http_json(f"{url}/workflow_templates")
-    assert sorted(templates["comfyui_tmd"]) == sorted(WORKFLOW_NAMES)
+    assert sorted(templates["comfyui_tmd"]) == sorted([*WORKFLOW_NAMES, TOY_WORKFLOW])
     served = http_json(f"{url}/api/workflow_templates/comfyui_tmd/{WORKFLOW_NAMES[0]}.json")
     assert served == json.loads((WORKFLOWS / f"{WORKFLOW_NAMES[0]}.json").read_text(encoding="utf-8"))
