@@ -20,7 +20,7 @@ from ..tmd_core import effective_nfe, generate_teacher, generate_tmd, load_stude
 from ..tmd_core.errors import LatentShapeError, TMDError
 from ..tmd_core.safe_files import read_safetensors, write_safetensors
 from . import checkpoints
-from .latent import decode, latent_shape
+from .latent import LATENT_CHANNELS, decode, latent_shape
 from .text import NEGATIVE_PROMPT, encode_caption
 from .video_io import clip_format, write_clip
 from .world import FRAMES, SIDE
@@ -49,7 +49,7 @@ def contexts(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
 def sample(args: argparse.Namespace) -> tuple[torch.Tensor, str, float]:
     """(latent [1, 16, T, H, W], what sampled it, effective NFE)."""
     context, negative = contexts(args)
-    shape = tuple(args.latent) if args.latent else latent_shape(1, args.frames, args.size)
+    shape = (1, LATENT_CHANNELS, *args.latent) if args.latent else latent_shape(1, args.frames, args.size)
     if args.teacher:
         wan = load_wan(checkpoints.require(args.wan or checkpoints.TEACHER), dtype=torch.float32)
         with torch.no_grad():

@@ -73,7 +73,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to feature sets a [N, D] and b [M, D] (N, M ≥ 2)."""
     if len(a) < 2 or len(b) < 2:
         raise ValueError(f"Fréchet distance needs at least 2 samples per set, got {len(a)} and {len(b)}.")
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))  # [D, D], also for D = 1
     root_a = sqrt_psd(cov_a)
     cross = np.trace(sqrt_psd(root_a @ cov_b @ root_a))
     return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)

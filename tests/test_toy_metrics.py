@@ -1,0 +1,68 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The toy metrics on cases with known answers."""
+import numpy as np
+import torch
+
+from comfyui_tmd.toy.clips import make_clips
+from comfyui_tmd.toy.detector import detect
+from comfyui_tmd.toy.metrics import (DUPLICATE_RMS, adherence, feature_frechet, frechet_distance, mean_temporal_consistency,
+                                     mode_collapse_index, sqrt_psd, start_spread)
+
+RNG = np.random.default_rng()
+SEED = int(RNG.integers(1 << 30))
+
+
+def test_frechet_is_zero_for_identical_sets_and_grows_with_a_shift():
+    a = RNG.normal(size=(200, 5))
+    assert abs(frechet_distance(a, a)) < 1e-8
+    distances = [frechet_distance(a, a + shift) for shift in (0.5, 1.0, 2.0)]
+    assert np.allclose(distances, [5 * 0.25, 5 * 1.0, 5 * 4.0])  # ‖μ₁ − μ₂‖², the covariances being equal
+
+
+def test_frechet_matches_the_closed_form_in_one_dimension():
+    a, b = RNG.normal(1.0, 2.0, size=(500, 1)), RNG.normal(-1.0, 0.5, size=(400, 1))
+    expected = (a.mean() - b.mean()) ** 2 + (a.std(ddof=1) - b.std(ddof=1)) ** 2
+    assert np.isclose(frechet_distance(a, b), expected)
+
+
+def test_matrix_square_root():
+    m = RNG.normal(size=(6, 6))
+    psd = m @ m.T
+    root = sqrt_psd(psd)
+    assert np.allclose(root @ root, psd) and np.allclose(root, root.T)
+
+
+def test_adherence_counts_each_attribute():
+    clips = make_clips(8, SEED, "a red circle moving down")
+    detections = [detect(c.frames) for c in clips]
+    assert adherence(detections, [c.caption for c in clips]) == {"colour": 1.0, "shape": 1.0, "direction": 1.0, "all": 1.0}
+    wrong = ["a blue circle moving down"] * 4 + ["a red square moving down"] * 4
+    assert adherence(detections, wrong) == {"colour": 0.5, "shape": 0.5, "direction": 1.0, "all": 0.0}
+
+
+def test_mode_collapse_index_is_one_for_identical_clips_and_low_for_real_ones():
+    clips = make_clips(10, SEED, "a yellow square moving right")
+    frames = torch.stack([c.frames for c in clips])
+    assert mode_collapse_index(frames[:1].expand(5, -1, -1, -1, -1)) == 1.0
+    assert mode_collapse_index(frames) < 0.1
+    shifted = torch.roll(frames[0], shifts=1, dims=2)  # one pixel to the right
+    assert (shifted - frames[0]).pow(2).mean().sqrt() > DUPLICATE_RMS
+    noisy = frames[0] + 0.01 * torch.randn_like(frames[0])
+    assert mode_collapse_index(torch.stack([frames[0], noisy])) == 1.0
+
+
+def test_start_spread_and_real_versus_shifted_features():
+    clips = make_clips(40, SEED, "a green square moving left")
+    detections = [detect(c.frames) for c in clips]
+    assert start_spread([detections[0]] * 5) == 0.0 and start_spread(detections) > 1.0
+    held_out = [detect(c.frames) for c in make_clips(40, SEED + 1, "a green square moving left")]
+    other = [detect(c.frames) for c in make_clips(40, SEED + 2, "a blue circle moving up")]
+    assert feature_frechet(detections, held_out) < feature_frechet(other, held_out) / 10
+
+
+def test_temporal_consistency_is_steady_for_real_clips_and_not_for_shuffled_ones():
+    clips = make_clips(10, SEED)
+    real = mean_temporal_consistency([detect(c.frames) for c in clips])
+    shuffled = mean_temporal_consistency([detect(c.frames[[0, 2, 1, 3]]) for c in clips])
+    assert real["area_change"] < 0.1 and real["colour_change"] < 0.1 and real["motion_jitter"] < 0.15
+    assert shuffled["motion_jitter"] > 2 * real["motion_jitter"]

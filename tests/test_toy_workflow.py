@@ -1,0 +1,26 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The toy workflow fits the toy world: its latent is the toy latent, its files are the toy checkpoints."""
+import json
+from pathlib import Path
+
+from comfyui_tmd.toy import checkpoints
+from comfyui_tmd.toy.latent import latent_shape
+from comfyui_tmd.toy.world import parse_caption
+
+API = json.loads((Path(__file__).resolve().parents[1] / "workflows" / "api" / "toy_tmd.json").read_text(encoding="utf-8"))
+
+
+def inputs_of(class_type: str) -> dict:
+    return next(e["inputs"] for e in API.values() if e["class_type"] == class_type)
+
+
+def test_empty_latent_is_the_toy_latent():
+    size = inputs_of("EmptyHunyuanLatentVideo")
+    assert (size["batch_size"], 16, (size["length"] - 1) // 4 + 1, size["height"] // 8, size["width"] // 8) == latent_shape()
+
+
+def test_loaders_name_the_toy_checkpoints_and_the_caption_is_of_the_world():
+    assert inputs_of("UNETLoader")["unet_name"] == checkpoints.TMD_STUDENT.name
+    assert inputs_of("TMDFlowHeadLoader")["head_name"] == checkpoints.TMD_HEAD.name
+    parse_caption(inputs_of("TMDToyTextEncode")["caption"])
+    assert inputs_of("TMDToyDecode")["samples"][0] in API
