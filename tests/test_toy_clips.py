@@ -14,7 +14,7 @@ SEED = int(np.random.default_rng().integers(1 << 30))  # fresh each run; printed
 def test_same_seed_same_clips_other_seed_other_clips():
     first, again, other = make_clips(6, SEED), make_clips(6, SEED), make_clips(6, SEED + 1)
     assert [c.spec for c in first] == [c.spec for c in again]
-    assert all(torch.equal(a.frames, b.frames) for a, b in zip(first, again))
+    assert all(torch.equal(a.frames, b.frames) for a, b in zip(first, again, strict=True))
     assert [c.spec for c in first] != [c.spec for c in other]
 
 

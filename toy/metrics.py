@@ -35,7 +35,7 @@ DUPLICATE_RMS = 0.03
 
 def adherence(detections: list[Detection], captions: list[str]) -> dict[str, float]:
     """Fraction of clips matching their caption, per attribute and for all three."""
-    matches = np.array([[getattr(d, name) == wanted for name, wanted in zip(ATTRIBUTES, parse_caption(caption))]
+    matches = np.array([[getattr(d, name) == wanted for name, wanted in zip(ATTRIBUTES, parse_caption(caption), strict=True)]
                         for d, caption in zip(detections, captions, strict=True)])  # [clips, 3]
     return {**{name: float(matches[:, i].mean()) for i, name in enumerate(ATTRIBUTES)}, "all": float(matches.all(1).mean())}
 
