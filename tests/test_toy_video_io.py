@@ -43,3 +43,12 @@ def test_mp4_without_pyav_says_to_use_gif(tmp_path):
 def test_unknown_suffix_is_refused(tmp_path):
     with pytest.raises(VideoFormatError, match="clip.avi"):
         write_clip(torch.rand(2, 4, 4, 3), tmp_path / "clip.avi")
+
+
+@pytest.mark.skipif(not mp4_available(), reason="PyAV is not installed (pip install av) to write .mp4")
+def test_mp4_with_pyav_has_every_frame(tmp_path):
+    import av
+    path = write_clip(torch.rand(4, 16, 16, 3), tmp_path / "clip.mp4")
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 4 and frames[0].shape == (128, 128, 3)
