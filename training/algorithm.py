@@ -9,7 +9,9 @@ so DDP and FSDP2 see every computation (distributed.Role). The trainer checkpoin
 
 The RNG: `self.rng`, one torch.Generator on the training device seeded with seed·1000 + rank. Every
 random draw of an algorithm (times, noise, condition dropout) comes from it, in a fixed order per
-iteration, and its state is checkpointed per process, so a resumed run draws the same numbers.
+iteration, and its state is checkpointed per process, so a resumed run draws the same numbers. The only
+other randomness, dropout layers inside a role (the discriminator's MLP), draws from torch's global RNG,
+which is seeded the same way here and checkpointed beside `self.rng`.
 """
 from __future__ import annotations
 
@@ -39,7 +41,9 @@ class Algorithm:
 
     def __init__(self, config: TrainConfig, env: Env):
         self.config, self.env = config, env
-        self.rng = torch.Generator(device=env.device).manual_seed(config.run.seed * 1000 + env.rank)
+        seed = config.run.seed * 1000 + env.rank
+        self.rng = torch.Generator(device=env.device).manual_seed(seed)
+        torch.manual_seed(seed)  # global RNG: dropout inside roles only
         self._modules: dict[str, nn.Module] = {}
         self._wrapped: dict[str, nn.Module] = {}
         self._lrs: dict[str, float] = {}

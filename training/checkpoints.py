@@ -6,7 +6,7 @@ Layout of `<out>/checkpoints/step-00000100/`:
     <role>.safetensors         full (unsharded) weights of a trainable role
     <role>.optim.safetensors   its AdamW state, one tensor per (parameter name, state key); the
                                param groups are JSON metadata (never a pickle)
-    rng.<rank>.safetensors     the state of that process's training generator
+    rng.<rank>.safetensors     that process's generator states (the algorithm's, and torch's global ones)
     trainer.json               iteration, stage, config and its fingerprint, data position, LR schedules
 A checkpoint is written into `.step-00000100.partial/` and renamed once complete, so every `step-*`
 folder is whole; resume takes the newest and deletes leftover partial folders. Weights and optimiser
@@ -65,6 +65,14 @@ def _config_difference(saved: dict, current: dict, prefix: str = "") -> str:
     return ""
 
 
+def _rng_states(algo: Algorithm) -> dict[str, torch.Tensor]:
+    """The algorithm's generator and torch's global generators (dropout) of this process."""
+    states = {"algorithm": algo.rng.get_state(), "global_cpu": torch.get_rng_state()}
+    if algo.env.device.type == "cuda":
+        states["global_cuda"] = torch.cuda.get_rng_state(algo.env.device)
+    return states
+
+
 def checkpoint_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("step-*") if p.is_dir() and (p / "trainer.json").is_file())
 
@@ -77,7 +85,7 @@ def save_checkpoint(root: Path, algo: Algorithm, iteration: int, data_state: dic
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
     env.barrier()
-    write_safetensors({"state": algo.rng.get_state()}, partial / f"rng.{env.rank}.safetensors")
+    write_safetensors(_rng_states(algo), partial / f"rng.{env.rank}.safetensors")
     for name, module in algo.export_modules().items():  # gathering is collective: every rank takes part
         weights = get_model_state_dict(module, options=_GATHER)
         optim = get_optimizer_state_dict(module, algo.optimizers[name], options=_GATHER)
@@ -134,5 +142,9 @@ def load_checkpoint(folder: Path, algo: Algorithm) -> tuple[int, dict]:
         algo.schedulers[name].load_state_dict(trainer["schedulers"][name])
     rng_file = folder / f"rng.{algo.env.rank}.safetensors"
     if rng_file.is_file():
-        algo.rng.set_state(read_safetensors(rng_file)[0]["state"])
+        states, _ = read_safetensors(rng_file)
+        algo.rng.set_state(states["algorithm"])
+        torch.set_rng_state(states["global_cpu"])
+        if "global_cuda" in states and algo.env.device.type == "cuda":
+            torch.cuda.set_rng_state(states["global_cuda"], algo.env.device)
     return trainer["iteration"], trainer["data"]

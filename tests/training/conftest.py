@@ -11,9 +11,7 @@ from comfyui_tmd.training.distributed import Env
 from comfyui_tmd.training.make_data import generate_shards
 
 from factories import random_wan
-
-SHARD_LATENT = (16, 3, 4, 6)  # [C, T, H, W] -> 18 tokens
-TEXT_LEN = 7
+from training_factories import SHARD_LATENT, TEXT_LEN
 
 
 @pytest.fixture(scope="session")
