@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .config import OptimConfig, TrainConfig
-from .distributed import Env, unwrap, wrap_role
+from .distributed import Env, average_replicated_grads, unwrap, wrap_role
 
 
 def make_optimizer(module: nn.Module, optim: OptimConfig, lr: float) -> torch.optim.Optimizer:
@@ -87,6 +87,7 @@ class Algorithm:
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for name in names:
+            average_replicated_grads(self.module(name), self.env)
             if self.config.optim.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.module(name).parameters(), self.config.optim.grad_clip)
             self.optimizers[name].step()

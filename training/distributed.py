@@ -8,7 +8,9 @@ whose forward runs any function of the module, and all calls go through it.
 
 - ddp: trainable roles in DistributedDataParallel; frozen roles replicated.
 - fsdp: every Wan block, then the whole role, `fully_shard`ed (frozen teacher too), bf16 parameters
-  with fp32 gradient reduction when precision is bf16 on CUDA.
+  with fp32 gradient reduction when precision is bf16 on CUDA. FSDP2 cannot shard 0-dimensional
+  parameters (the gated fusion's scalar gate); those stay replicated (`ignored_params`) and
+  `average_replicated_grads` averages their gradients over the processes after each backward.
 - activation checkpointing: each Wan block recomputed in backward (torch.distributed's composable
   `checkpoint`, which keeps parameter names unchanged, so checkpoints load into any layout).
 """
@@ -97,10 +99,25 @@ def wrap_role(module: nn.Module, env: Env, trainable: bool) -> nn.Module:
         for block in module.modules():
             if isinstance(block, WanBlock):
                 fully_shard(block, **kwargs)
-        return fully_shard(role, **kwargs)
+        return fully_shard(role, ignored_params=set(replicated_params(module)) or None, **kwargs)
     if env.strategy == "ddp" and trainable:
         return DistributedDataParallel(role, device_ids=[env.device.index] if env.device.type == "cuda" else None)
     return role
+
+
+def replicated_params(module: nn.Module) -> list[nn.Parameter]:
+    """Parameters FSDP2 leaves unsharded: the 0-dimensional ones."""
+    return [p for p in module.parameters() if p.ndim == 0]
+
+
+def average_replicated_grads(module: nn.Module, env: Env) -> None:
+    """Under FSDP2, average the gradients of the unsharded scalar parameters over all processes."""
+    if env.strategy != "fsdp":
+        return
+    for p in replicated_params(module):
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(env.world)
 
 
 def unwrap(wrapped: nn.Module) -> nn.Module:
