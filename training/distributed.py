@@ -127,5 +127,7 @@ def unwrap(wrapped: nn.Module) -> nn.Module:
 
 
 def shutdown(env: Env) -> None:
+    """Leave the process group together: a rank that destroys it while another still works can hang that one."""
     if env.world > 1 and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

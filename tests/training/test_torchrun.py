@@ -20,7 +20,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("strategy, stage, iterations", [("ddp", "2", 5), ("fsdp", "1", 3)])
+@pytest.mark.parametrize("strategy, stage, iterations", [("ddp", "2", 5), ("fsdp", "1", 3), ("fsdp", "2", 5)])
 def test_two_gloo_processes_train_and_export(config_dict, tmp_path, strategy, stage, iterations):
     config_dict["run"].update(distributed=strategy, iterations=iterations, checkpoint_every=iterations,
                               activation_checkpointing=True)
