@@ -31,8 +31,9 @@ from .shards import write_shard
 def generate_shards(teacher: nn.Module, context: torch.Tensor, negative_context: torch.Tensor, out: str | Path,
                     latent_shape: tuple[int, int, int, int], steps: int = 100, shift: float = 3.0, cfg: float = 5.0,
                     per_shard: int = 64, batch: int = 1, seed: int = 0, prompts: list[str] | None = None) -> list[Path]:
-    """One teacher sample per prompt (row of `context` [P, L, D]), `per_shard` per shard file. Prompt p is
-    sampled with seed `seed + p`, so any subset can be regenerated alone. Returns the shard paths."""
+    """One teacher sample per prompt (row of `context` [P, L, D]), `per_shard` per shard file. The `batch`
+    prompts starting at p are sampled together with seed `seed + p` (with batch 1 every prompt has its own
+    seed, so any subset can be regenerated alone). Returns the shard paths."""
     out, paths = Path(out), []
     device, dtype = teacher.patch_embedding.weight.device, teacher.patch_embedding.weight.dtype
     for first in range(0, context.shape[0], per_shard):

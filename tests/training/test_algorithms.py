@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from comfyui_tmd.tmd_core import FlowHeadSpec, TMDStudent, inner_rollout, tmd_grid
+from comfyui_tmd.training.config import config_from_dict
 from comfyui_tmd.training.flow_matching import FlowMatching
 from comfyui_tmd.training.shards import ShardReader
 from comfyui_tmd.training.stage1 import TMMeanFlow
@@ -50,9 +51,12 @@ def changed(module, before):
     return any(not torch.equal(p, q) for p, q in zip(module.parameters(), before))
 
 
-def test_stage1_reduces_its_loss_on_a_fixed_batch(config, env, batch):
-    algo = TMMeanFlow(config, env)
+@pytest.mark.parametrize("r_equals_s", [0.75, 0.0], ids=["paper-mix", "all-meanflow"])
+def test_stage1_reduces_its_loss_on_a_fixed_batch(config_dict, env, batch, r_equals_s):
+    config_dict["stage1"] = {"r_equals_s_prob": r_equals_s}
+    algo = TMMeanFlow(config_from_dict(config_dict), env)
     before = evaluate(algo, algo.loss, batch)
+    assert r_equals_s or before["mf_share"] == 1.0  # every sample goes through the finite-difference target
     for i in range(1, 7):
         algo.step(batch, i)
     after = evaluate(algo, algo.loss, batch)
