@@ -55,6 +55,16 @@ def _read_header(path: Path) -> dict:
     return header
 
 
+def read_header(path: str | os.PathLike) -> tuple[dict, dict[str, str]]:
+    """The validated header (one entry per tensor: dtype, shape, offsets) and metadata, reading no tensor data."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no file at {path}.")
+    header = _read_header(path)
+    metadata = dict(header.pop("__metadata__", None) or {})
+    return header, metadata
+
+
 def read_safetensors(path: str | os.PathLike, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Load every tensor and the string metadata of a safetensors file, with one-sentence errors for bad files."""
     path = Path(path)

@@ -1,0 +1,50 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The shipped YAML configs carry the paper's numbers; bad keys and values are refused; the memory model."""
+from pathlib import Path
+
+import pytest
+
+import comfyui_tmd.training as training
+from comfyui_tmd.training.config import config_from_dict, load_config
+from comfyui_tmd.training.errors import TrainingConfigError
+from comfyui_tmd.training.memory import estimate_memory, memory_table, parameter_counts
+from comfyui_tmd.tmd_core import WAN21_T2V_1_3B
+
+CONFIGS = Path(training.__file__).parent / "configs"
+
+
+def test_shipped_configs_hold_the_papers_hyperparameters():
+    small, large, tiny = (load_config(CONFIGS / f"{n}.yaml") for n in ("wan21_1_3b", "wan21_14b", "tiny"))
+    assert (small.model.head_blocks, small.model.inner_steps, small.optim.lr) == (5, 2, 3e-5)
+    assert (large.model.inner_steps, large.optim.lr, large.stage1.loss_c_factor) == (4, 1e-5, 1e-5)
+    assert small.stage2.disc_blocks == [15, 22, 29] and large.stage2.disc_blocks == [19, 29, 39]
+    for c in (small, large):
+        assert (c.optim.betas, c.optim.weight_decay, c.optim.eps, c.data.batch_size) == ((0.9, 0.99), 0.01, 1e-8, 64)
+        assert (c.stage1.cfg_scale, c.stage1.fd_delta, c.stage1.r_equals_s_prob, c.stage1.s_gamma) == (3.0, 5e-3, 0.75, 3.0)
+        assert (c.stage2.teacher_cfg, c.stage2.gan_weight, c.stage2.dmd_gamma, c.stage2.student_update_every) == (5.0, 0.03, 5.0, 5)
+        assert c.data.latent_shape == [16, 21, 60, 104]
+    assert tiny.model.wan == "tiny" and tiny.model.teacher is None
+
+
+def test_unknown_keys_and_impossible_values_are_named():
+    with pytest.raises(TrainingConfigError, match="config key stage1.cfg_scal is unknown"):
+        config_from_dict({"stage1": {"cfg_scal": 3}})
+    with pytest.raises(TrainingConfigError, match="stage1.cond_dropout must be a probability in \\[0, 1\\], got 1.5"):
+        config_from_dict({"stage1": {"cond_dropout": 1.5}})
+    with pytest.raises(TrainingConfigError, match="run.distributed is 'zero'"):
+        config_from_dict({"run": {"distributed": "zero"}})
+    with pytest.raises(TrainingConfigError, match="model.wan 'wan3' is unknown"):
+        config_from_dict({"model": {"wan": "wan3"}})
+
+
+def test_memory_estimate_counts_and_scaling():
+    counts = parameter_counts(WAN21_T2V_1_3B, 5, "gated", 3)
+    assert 1.40e9 < counts.wan < 1.44e9 and counts.discriminator == 67_870_467
+    config = load_config(CONFIGS / "wan21_1_3b.yaml")
+    ddp8, fsdp8, fsdp16 = (estimate_memory(config, "1", n, s) for n, s in ((8, "ddp"), (8, "fsdp"), (16, "fsdp")))
+    # Stage 1 trains 1.45B parameters: 16 bytes each is 21.6 GiB replicated under DDP, an eighth under FSDP2.
+    assert abs(ddp8["weights"] + ddp8["optimizer"] - (counts.wan + counts.extras) * 16 / 2 ** 30) < 1e-6
+    assert abs(fsdp8["optimizer"] * 8 - ddp8["optimizer"]) < 1e-6
+    assert abs(fsdp16["activations"] * 2 - fsdp8["activations"]) < 1e-6  # half the samples per GPU
+    assert estimate_memory(config, "2", 8, "fsdp")["total"] > fsdp8["total"]  # teacher, fake score, discriminator
+    assert "| wan21_1_3b | 2 | fsdp |" in memory_table({"wan21_1_3b": config})

@@ -1,0 +1,15 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Sizes and helpers shared by the training tests (tests/training/)."""
+import torch
+
+from comfyui_tmd.training.shards import write_shard
+
+SHARD_LATENT = (16, 3, 4, 6)  # [C, T, H, W] -> 18 tokens
+TEXT_LEN = 7
+
+
+def random_shard(path, n=4, seed=0, latent=SHARD_LATENT, text_len=TEXT_LEN):
+    """A shard of random latents and embeddings (fresh random values, never zeros)."""
+    g = torch.Generator().manual_seed(seed)
+    return write_shard(path, torch.randn(n, *latent, generator=g), torch.randn(n, text_len, 4096, generator=g),
+                       torch.randn(1, text_len, 4096, generator=g))

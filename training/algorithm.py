@@ -1,0 +1,113 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What every training algorithm shares: named roles, an optimiser and LR schedule per trainable role,
+and one documented RNG.
+
+A subclass builds its roles in __init__ (`add_role`), calls `finish_setup()` and implements
+`step(batch, iteration) -> {name: float}`. Roles are used only through `self.call(name, fn, ...)`,
+so DDP and FSDP2 see every computation (distributed.Role). The trainer checkpoints exactly what
+`state()` lists, so a new algorithm gets checkpoints, resume and logs for free.
+
+The RNG: `self.rng`, one torch.Generator on the training device seeded with seed·1000 + rank. Every
+random draw of an algorithm (times, noise, condition dropout) comes from it, in a fixed order per
+iteration, and its state is checkpointed per process, so a resumed run draws the same numbers. The only
+other randomness, dropout layers inside a role (the discriminator's MLP), draws from torch's global RNG,
+which is seeded the same way here and checkpointed beside `self.rng`.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .config import OptimConfig, TrainConfig
+from .distributed import Env, average_replicated_grads, unwrap, wrap_role
+
+
+def make_optimizer(module: nn.Module, optim: OptimConfig, lr: float) -> torch.optim.Optimizer:
+    """AdamW as in Table 7 over the module's trainable parameters."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, warmup_iters: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over `warmup_iters` updates of this role, then constant (the paper states no schedule)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda n: min(1.0, (n + 1) / warmup_iters) if warmup_iters else 1.0)
+
+
+class Algorithm:
+    stage: str = ""
+
+    def __init__(self, config: TrainConfig, env: Env):
+        self.config, self.env = config, env
+        seed = config.run.seed * 1000 + env.rank
+        self.rng = torch.Generator(device=env.device).manual_seed(seed)
+        torch.manual_seed(seed)  # global RNG: dropout inside roles only
+        self._modules: dict[str, nn.Module] = {}
+        self._wrapped: dict[str, nn.Module] = {}
+        self._lrs: dict[str, float] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
+
+    def add_role(self, name: str, module: nn.Module, lr: float | None = None) -> None:
+        """Register a role; with an `lr` it is trainable and gets an optimiser, without one it is frozen."""
+        self._modules[name] = module
+        if lr is not None:
+            self._lrs[name] = lr
+
+    def finish_setup(self) -> None:
+        """Wrap the roles for the strategy, then build optimisers (FSDP2 needs them over the sharded parameters)."""
+        for name, module in self._modules.items():
+            self._wrapped[name] = wrap_role(module, self.env, trainable=name in self._lrs)
+        for name, lr in self._lrs.items():
+            self.optimizers[name] = make_optimizer(self.module(name), self.config.optim, lr)
+            self.schedulers[name] = make_scheduler(self.optimizers[name], self.config.optim.warmup_iters)
+
+    def module(self, name: str) -> nn.Module:
+        """The role's own module (its parameters are sharded DTensors under FSDP2)."""
+        return unwrap(self._wrapped[name])
+
+    @property
+    def trainable(self) -> list[str]:
+        return list(self._lrs)
+
+    def call(self, name: str, fn: Callable, *args, **kwargs):
+        """Run fn(module, *args) through the role's wrapper, under the run's autocast."""
+        with self.env.autocast():
+            return self._wrapped[name](fn, *args, **kwargs)
+
+    def optimize(self, loss: torch.Tensor, *names: str) -> None:
+        """One backward of `loss`, then an optimiser and LR-schedule step of the named roles only.
+
+        Gradients of every role are cleared first, so a role that took part without updating (the
+        discriminator in the generator's GAN loss) never carries stale gradients into its own step.
+        """
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for name in names:
+            average_replicated_grads(self.module(name), self.env)
+            if self.config.optim.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.module(name).parameters(), self.config.optim.grad_clip)
+            self.optimizers[name].step()
+            self.schedulers[name].step()
+
+    @contextlib.contextmanager
+    def using_rng(self, generator: torch.Generator):
+        """Draw from `generator` instead of self.rng inside the block (fixed-noise evaluations)."""
+        saved, self.rng = self.rng, generator
+        try:
+            yield
+        finally:
+            self.rng = saved
+
+    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.randn(x.shape, generator=self.rng, device=x.device, dtype=torch.float32).to(x.dtype)
+
+    def step(self, batch: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def export_modules(self) -> dict[str, nn.Module]:
+        """Trainable roles by name, for checkpoints."""
+        return {name: self.module(name) for name in self.trainable}

@@ -1,0 +1,182 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The typed training config: one dataclass per section, read from commented YAML (training/configs/).
+
+Every field's comment says where its default comes from: a number of the paper (tmd-method §4.5,
+§5.7, Table 7), a FastGen default, or a choice of this pack where the paper is silent.
+Unknown keys are errors, so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import typing
+from pathlib import Path
+
+from ..tmd_core.wan_config import NAMED_CONFIGS
+from .errors import TrainingConfigError
+
+STAGES = ("1", "2", "dmd2v", "fm")  # TM-MeanFlow, DMD2-v with rollout, plain DMD2-v baseline, flow-matching teacher
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    teacher: str | None = None  # Wan2.1 T2V diffusion-model file; None = a random `wan` (smoke tests only)
+    wan: str | None = "tiny"  # named size (tmd_core.NAMED_CONFIGS): of the random teacher, else checked against the file
+    teacher_seed: int = 0  # seed of that random teacher
+    head_blocks: int = 5  # H (paper: 5 for both 1.3B and 14B)
+    fusion: str = "gated"  # paper default; "concat" is the App. B.3 alternative
+    outer_steps: int = 2  # M the student is trained for
+    inner_steps: int = 2  # N (TMD-N2H5 for 1.3B, N4H5 for 14B)
+    outer_gamma: float = 10.0  # γ of the student's outer grid t_student
+    inner_gamma: float = 10.0  # γ of the inner grid s_student
+    init_student: str | None = None  # stage 2: folder with student.safetensors (+ student_head.safetensors) from export
+
+
+@dataclasses.dataclass
+class DataConfig:
+    shards: list[str] = dataclasses.field(default_factory=list)  # shard files or globs (training/shards.py)
+    batch_size: int = 64  # global batch over all processes (paper: 64)
+    latent_shape: list[int] = dataclasses.field(default_factory=lambda: [16, 21, 60, 104])  # [C, T, H, W]; 480p 81 frames
+    text_len: int = 512  # umT5 tokens per prompt (Wan pads to 512)
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    lr: float = 3e-5  # paper: 3e-5 TM-MF 1.3B, 1e-5 TM-MF 14B and every stage-2 role
+    weight_decay: float = 0.01  # paper (AdamW)
+    betas: tuple[float, float] = (0.9, 0.99)  # paper
+    eps: float = 1e-8  # paper
+    warmup_iters: int = 0  # linear warm-up; the paper states no schedule, so constant after warm-up
+    grad_clip: float | None = None  # the paper states none; None = no clipping
+
+
+@dataclasses.dataclass
+class Stage1Config:
+    cfg_scale: float = 3.0  # ω of the CFG target (paper)
+    fd_delta: float = 5e-3  # δ of the finite-difference d/ds (paper)
+    r_equals_s_prob: float = 0.75  # share of samples with r = s (paper; applied per sample as MeanFlow/FastGen)
+    s_gamma: float = 3.0  # γ of s_mf = shift_γ(U[0.001, 0.999]) (paper)
+    cond_dropout: float = 0.1  # share of samples conditioned on the negative prompt (paper)
+    loss_c_factor: float = 1.0  # c = factor·d in ||Δ||²/(||Δ||² + c): 1 for 1.3B, 1e-5 for 14B (paper)
+
+
+@dataclasses.dataclass
+class Stage2Config:
+    teacher_cfg: float = 5.0  # CFG of the real score (paper)
+    student_update_every: int = 5  # student on iterations k % 5 == 0, fake score + discriminator otherwise (paper)
+    dmd_gamma: float = 5.0  # t_dmd = shift_5(U[0.001, 0.999]) (paper)
+    gan_weight: float = 0.03  # λ of the generator's GAN loss (paper)
+    disc_blocks: list[int] | None = None  # teacher blocks the discriminator reads; None = spread over the depth
+    fake_lr: float = 1e-5  # paper
+    disc_lr: float = 1e-5  # paper
+    normalizer: str = "dmd"  # "dmd": 1/mean|x̂ − g_teacher| (DMD, FastGen); "paper": 1/||g_fake − g_teacher||_1
+    student_x0: str = "denoised"  # x̂ = x_t − t·ŷ ("denoised", what inference computes) or x1 − ŷ ("eq15")
+
+
+@dataclasses.dataclass
+class FlowMatchingConfig:
+    t_gamma: float = 3.0  # teacher training times t = shift_γ(U[0.001, 0.999])
+    cond_dropout: float = 0.1  # share of samples trained on the negative prompt (enables CFG)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    iterations: int = 3000  # paper: 3k TM-MF; stage 2 4k (M ≥ 2) / 12k (M = 1), counting every iteration
+    checkpoint_every: int = 100  # iterations between atomic checkpoints
+    keep_checkpoints: int = 2  # older checkpoints are deleted once a newer one is complete
+    log_every: int = 1  # iterations between CSV/TensorBoard rows
+    seed: int = 0  # seeds the one training RNG (each process adds its rank)
+    precision: str = "bf16"  # "bf16" autocast on CUDA with fp32 master weights, or "fp32"; times are float64 always
+    distributed: str = "ddp"  # under torchrun: "ddp" or "fsdp" (FSDP2 fully_shard); ignored in a single process
+    activation_checkpointing: bool = True  # recompute each Wan block in backward
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    stage1: Stage1Config = dataclasses.field(default_factory=Stage1Config)
+    stage2: Stage2Config = dataclasses.field(default_factory=Stage2Config)
+    flow_matching: FlowMatchingConfig = dataclasses.field(default_factory=FlowMatchingConfig)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+
+    def __post_init__(self):
+        check(self)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self, stage: str) -> str:
+        """Hash of everything a resumed run must share with the run it continues (not the run length or logging)."""
+        frozen = {k: v for k, v in self.to_dict().items() if k != "run"}
+        frozen["seed"], frozen["stage"] = self.run.seed, stage
+        return hashlib.sha256(json.dumps(frozen, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check(config: TrainConfig) -> None:
+    """One-sentence errors for values no run can use."""
+    m, r, s1, s2 = config.model, config.run, config.stage1, config.stage2
+    if m.wan is None and m.teacher is None:
+        raise TrainingConfigError("model.wan must name a Wan size when model.teacher gives no file.")
+    if m.wan is not None and m.wan not in NAMED_CONFIGS:
+        raise TrainingConfigError(f"model.wan {m.wan!r} is unknown; expected one of {', '.join(NAMED_CONFIGS)}.")
+    positive = {"data.batch_size": config.data.batch_size, "run.iterations": r.iterations,
+                "run.checkpoint_every": r.checkpoint_every, "run.log_every": r.log_every,
+                "run.keep_checkpoints": r.keep_checkpoints, "stage2.student_update_every": s2.student_update_every}
+    for name, value in positive.items():
+        if value < 1:
+            raise TrainingConfigError(f"{name} must be at least 1, got {value}.")
+    for name, value in {"stage1.r_equals_s_prob": s1.r_equals_s_prob, "stage1.cond_dropout": s1.cond_dropout,
+                        "flow_matching.cond_dropout": config.flow_matching.cond_dropout}.items():
+        if not 0.0 <= value <= 1.0:
+            raise TrainingConfigError(f"{name} must be a probability in [0, 1], got {value}.")
+    if not 0.0 < s1.fd_delta < 0.1:
+        raise TrainingConfigError(f"stage1.fd_delta must lie in (0, 0.1), got {s1.fd_delta}.")
+    choices = {"run.precision": (r.precision, ("bf16", "fp32")), "run.distributed": (r.distributed, ("ddp", "fsdp")),
+               "stage2.normalizer": (s2.normalizer, ("dmd", "paper")),
+               "stage2.student_x0": (s2.student_x0, ("denoised", "eq15"))}
+    for name, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise TrainingConfigError(f"{name} is {value!r}; expected one of {', '.join(allowed)}.")
+
+
+def _build(cls, values: dict, where: str):
+    """A dataclass from a YAML mapping; nested dataclasses recurse, unknown keys are errors."""
+    if not isinstance(values, dict):
+        raise TrainingConfigError(f"config section {where or 'root'} must be a mapping, got {type(values).__name__}.")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise TrainingConfigError(f"config key {where}{unknown[0]} is unknown; {cls.__name__} has {', '.join(sorted(known))}.")
+    kwargs = {}
+    for key, value in values.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, f"{where}{key}.")
+        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+            kwargs[key] = tuple(value)
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    return _build(TrainConfig, values, "")
+
+
+def load_config(path: str | os.PathLike, overrides: dict | None = None) -> TrainConfig:
+    """Read a YAML config; `overrides` maps dotted keys ("run.iterations") to values given on the command line."""
+    import yaml  # the `training` extra; imported here so the core never needs it
+
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingConfigError(f"no config file at {path}.")
+    values = yaml.safe_load(path.read_text()) or {}
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        values.setdefault(section, {})[key] = value
+    return config_from_dict(values)

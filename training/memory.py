@@ -1,0 +1,106 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Per-GPU memory estimate of a training config, so a user knows how many GPUs a stage needs.
+
+An arithmetic model, not a measurement (parameter counts are exact, from the modules built on the meta
+device). Per GPU, with the global batch split evenly (no gradient accumulation):
+- trainable roles: fp32 master weights + fp32 gradients + AdamW's two fp32 moments = 16 bytes/parameter;
+- the frozen teacher: bf16, 2 bytes/parameter;
+  both divided by the number of GPUs under FSDP2, whole on every GPU under DDP;
+- activations with every Wan block checkpointed, bf16: each grad-carrying block pass keeps its input
+  (tokens·dim), plus one block's recompute working set (~10·tokens·dim + 2·tokens·ffn); stage 2 also keeps
+  the discriminator's full-resolution Conv3D maps (18 maps of dim/4 channels per head) for backward.
+Grad-carrying block passes per sample: stage 1 L (backbone + head once); TMD student step (L − H) + N·H
+plus the teacher up to the last feature block (the GAN gradient flows through it); fake-score step L.
+Not counted: the CUDA context and allocator slack (add ~3–5 GiB), the umT5 encoder and VAE (data is
+pre-encoded), temporaries of the attention kernel.
+
+    python -m comfyui_tmd.training.memory          # the table of the shipped configs
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from ..tmd_core.flow_head import FlowHeadExtras, FlowHeadSpec
+from ..tmd_core.wan_config import NAMED_CONFIGS, WanConfig
+from ..tmd_core.wan_model import WanDiT
+from .config import TrainConfig, load_config
+from .discriminator import Discriminator, default_disc_blocks
+
+GIB = 1024 ** 3
+TRAINABLE_BYTES = 16  # fp32 weight + fp32 grad + AdamW exp_avg + exp_avg_sq
+FROZEN_BYTES = 2  # bf16 teacher
+ACTIVATION_BYTES = 2  # bf16 activations
+DISC_MAPS_PER_HEAD = 18  # full-resolution maps a Conv3DHead keeps for backward (k = 1 branch 6, others 3 each)
+
+
+def _numel(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterCounts:
+    wan: int
+    extras: int
+    discriminator: int
+
+
+def parameter_counts(wan: WanConfig, head_blocks: int, fusion: str, disc_features: int) -> ParameterCounts:
+    with torch.device("meta"):
+        extras = FlowHeadExtras(wan.dim, wan.ffn_dim, wan.freq_dim, wan.num_layers, FlowHeadSpec(head_blocks, fusion))
+        return ParameterCounts(_numel(WanDiT(wan)), _numel(extras), _numel(Discriminator(wan.dim, disc_features)))
+
+
+def estimate_memory(config: TrainConfig, stage: str, world: int, strategy: str) -> dict[str, float]:
+    """GiB per GPU: {"weights", "optimizer", "activations", "total"} for `world` GPUs under "ddp" or "fsdp"."""
+    m, wan = config.model, NAMED_CONFIGS[config.model.wan]
+    blocks = config.stage2.disc_blocks or default_disc_blocks(wan.num_layers)
+    counts = parameter_counts(wan, m.head_blocks, m.fusion, len(blocks))
+    c, t, h, w = config.data.latent_shape
+    tokens = t * (h // 2) * (w // 2)
+    per_sample = max(1, config.data.batch_size // world)
+    block_input = tokens * wan.dim * ACTIVATION_BYTES
+    working_set = (10 * tokens * wan.dim + 2 * tokens * wan.ffn_dim) * ACTIVATION_BYTES
+    disc_maps = len(blocks) * DISC_MAPS_PER_HEAD * (wan.dim // 4) * t * h * w * ACTIVATION_BYTES
+    if stage == "1":
+        trainable, frozen, passes, extra = counts.wan + counts.extras, 0, wan.num_layers, 0
+    elif stage == "fm":
+        trainable, frozen, passes, extra = counts.wan, 0, wan.num_layers, 0
+    else:
+        student = counts.wan + (counts.extras if stage == "2" else 0)
+        trainable, frozen = student + counts.wan + counts.discriminator, counts.wan
+        generator = (wan.num_layers - m.head_blocks) + m.inner_steps * m.head_blocks if stage == "2" else wan.num_layers
+        passes = max(generator + max(blocks) + 1, wan.num_layers)
+        extra = 2 * disc_maps  # the critic step runs the discriminator on fake and real samples
+    shard = world if strategy == "fsdp" else 1
+    weights = (trainable * 4 + frozen * FROZEN_BYTES) / shard
+    optimizer = trainable * (TRAINABLE_BYTES - 4) / shard
+    activations = per_sample * (passes * block_input + extra) + working_set * per_sample
+    return {"weights": weights / GIB, "optimizer": optimizer / GIB, "activations": activations / GIB,
+            "total": (weights + optimizer + activations) / GIB}
+
+
+def memory_table(configs: dict[str, TrainConfig], stages: tuple[str, ...] = ("1", "2"),
+                 worlds: tuple[int, ...] = (8, 16, 32, 64)) -> str:
+    """Markdown: estimated GiB per GPU for each config, stage, strategy and GPU count."""
+    lines = ["| config | stage | strategy | " + " | ".join(f"{n} GPUs" for n in worlds) + " |",
+             "|---|---|---|" + "---|" * len(worlds)]
+    for name, config in configs.items():
+        for stage in stages:
+            for strategy in ("ddp", "fsdp"):
+                cells = [f"{estimate_memory(config, stage, n, strategy)['total']:.1f}" for n in worlds]
+                lines.append(f"| {name} | {stage} | {strategy} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    folder = Path(__file__).parent / "configs"
+    configs = {p.stem: load_config(p) for p in sorted(folder.glob("wan21_*.yaml"))}
+    print("Estimated GiB per GPU (bf16, activation checkpointing, global batch 64, no CUDA context):")
+    print(memory_table(configs))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Stage 1: transition-matching pretraining of the flow head with MeanFlow (TM-MF, tmd-method §4).
+
+Roles: `student` (TMDStudent, every parameter trained, the backbone is not detached). No teacher network
+is needed: the targets come from the data and, for CFG, from the student's own negative-prompt velocity.
+
+Per sample (all draws from the algorithm's RNG, in this order): t_i ~ Unif{t_1..t_M}; noise x1; inner
+noise y1; (s, r) by the discrete scheme (r = s for 75%); condition dropout to the negative prompt (10%).
+Then x_t = (1 − t)x + t·x1, y = x1 − x, y_s = (1 − s)y + s·y1, v = y1 − y,
+v_tgt = u_neg + ω(v − u_neg) for kept samples and v for dropped ones (no_grad, eval of the student at
+r = s with the negative prompt: the paper's "standard CFG formulation", read as MeanFlow/FastGen do),
+û = v_tgt − (s − r)·du/ds by finite differences on the same backbone features m (reusing m is this
+pack's choice; the paper is silent), and the loss ||u − û||² / sg(||u − û||² + c), c = factor·d.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from ..tmd_core.grids import tmd_grid
+from ..tmd_core.student import BackboneFeatures, TMDStudent
+from .algorithm import Algorithm
+from .config import TrainConfig
+from .distributed import Env
+from .meanflow import adaptive_loss, guided_velocity, meanflow_target
+from .models import initial_student, load_teacher
+from .times import noised, outer_times, stage1_inner_times
+
+
+def _rows(features: BackboneFeatures, rows: torch.Tensor) -> BackboneFeatures:
+    return dataclasses.replace(features, tokens=features.tokens[rows], context=features.context[rows])
+
+
+def _average_velocity(student: TMDStudent, features: BackboneFeatures, y: torch.Tensor, s: torch.Tensor,
+                      r: torch.Tensor, y1: torch.Tensor) -> torch.Tensor:
+    """u = y1 − head_θ(y, s, r; m) (Eq. 14), [B, C, T, H, W]."""
+    return y1 - student.head(features, y, student.head_time(s, r, y.dtype))
+
+
+def _student_u(student: TMDStudent, x_t, t, context, y_s, s, r, y1) -> tuple[torch.Tensor, BackboneFeatures]:
+    features = student.backbone(x_t, t, context)
+    return _average_velocity(student, features, y_s, s, r, y1), features
+
+
+class TMMeanFlow(Algorithm):
+    stage = "1"
+    log_keys = ("loss", "mse", "mf_share")
+
+    def __init__(self, config: TrainConfig, env: Env):
+        super().__init__(config, env)
+        m = config.model
+        teacher = load_teacher(m, env.device, torch.float32)
+        self.wan_config = teacher.config
+        self.add_role("student", initial_student(m, teacher), config.optim.lr)
+        del teacher  # stage 1 needs no frozen network
+        self.finish_setup()
+        self.outer_grid, self.inner_grid = tmd_grid(m.outer_steps, m.outer_gamma), tmd_grid(m.inner_steps, m.inner_gamma)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The TM-MF loss of one batch (graph attached) and its log values."""
+        cfg = self.config.stage1
+        x, context, negative = (batch[k].to(self.env.device) for k in ("latents", "context", "negative_context"))
+        b = x.shape[0]
+        t = outer_times(b, self.outer_grid, self.rng)
+        x1, y1 = self.randn_like(x), self.randn_like(x)
+        s, r = stage1_inner_times(b, self.inner_grid, cfg.s_gamma, cfg.r_equals_s_prob, self.rng)
+        dropped = torch.rand(b, generator=self.rng, device=x.device) < cfg.cond_dropout
+        context = torch.where(dropped[:, None, None], negative, context)
+        x_t, y = noised(x, x1, t), x1 - x
+        y_s, v = noised(y, y1, s), y1 - y
+
+        kept = torch.nonzero(~dropped).flatten()
+        v_target = v.clone()
+        if len(kept) and cfg.cfg_scale != 1.0:
+            with torch.no_grad():
+                u_neg, _ = self.call("student", _student_u, x_t[kept], t[kept], negative[kept], y_s[kept], s[kept],
+                                     s[kept], y1[kept])
+            v_target[kept] = guided_velocity(v[kept], u_neg.to(v.dtype), cfg.cfg_scale)
+
+        u, features = self.call("student", _student_u, x_t, t, context, y_s, s, r, y1)
+        features = BackboneFeatures(features.tokens.detach(), features.context.detach(), features.freqs, features.grid)
+
+        def u_fn(y_eval: torch.Tensor, s_eval: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return self.call("student", _average_velocity, _rows(features, rows), y_eval, s_eval, r[rows], y1[rows])
+
+        target = meanflow_target(u_fn, y_s, v_target, s, r, cfg.fd_delta)
+        error = u.float() - target.float()
+        d = error[0].numel()
+        loss = adaptive_loss(error, cfg.loss_c_factor * d)
+        return loss, {"loss": loss.item(), "mse": error.detach().pow(2).mean().item(),
+                      "mf_share": (r < s).double().mean().item()}
+
+    def step(self, batch: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
+        loss, logs = self.loss(batch)
+        self.optimize(loss, "student")
+        return logs
