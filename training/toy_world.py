@@ -1,0 +1,104 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Train the toy world's checkpoints end to end with the real training code (issue 5, DESIGN §5).
+
+    python -m comfyui_tmd.training.toy_world --out runs/toy [--scale 1.0] [--install]
+
+1. data: real toy clips (every caption, random positions, sizes, speeds), encoded with the toy latent
+   format and the toy text encoder, written as training shards;
+2. `fm`: the flow-matching teacher (a random tiny Wan trained on those clips with condition dropout);
+3. `1` then `2`: the TMD student — TM-MeanFlow from the teacher, then DMD2-v with flow-head rollout;
+4. `dmd2v`: the plain DMD2-v baseline (no flow head, M steps) from the same teacher.
+Each stage resumes from its own checkpoints when run again, so a killed run loses at most one checkpoint
+interval. `--install` copies the exports, in float16, to toy/checkpoints/ under the names the CLI, the
+quality benchmark and the toy workflow use. `--scale` multiplies every stage's iterations (smoke runs).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from ..tmd_core.checkpoint import load_student, read_flow_head, save_student
+from ..tmd_core.wan_loading import load_wan, save_wan
+from ..toy import checkpoints
+from ..toy.clips import make_clips
+from ..toy.latent import encode
+from ..toy.text import NEGATIVE_PROMPT, encode_caption, encode_captions
+from .config import load_config
+from .models import HEAD_FILE, STUDENT_FILE
+from .shards import write_shard
+from .trainer import Trainer
+
+CONFIG = Path(__file__).resolve().parent / "configs" / "toy.yaml"
+CLIPS, CLIPS_PER_SHARD, DATA_SEED = 2048, 256, 1234
+# stage: (iterations, learning rate, where it starts); measured to fit the 2-core CPU in about an hour
+PLAN = {
+    "fm": (3000, 3e-4, None),
+    "1": (600, 1e-4, "fm"),
+    "2": (500, 3e-5, "1"),
+    "dmd2v": (500, 3e-5, None),
+}
+
+
+def make_data(folder: Path) -> list[str]:
+    """Shards of encoded real clips; written once (a finished shard set is reused)."""
+    done = folder / "complete"
+    if not done.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        negative = encode_caption(NEGATIVE_PROMPT)[None].half()  # [1, 16, 4096]
+        for first in range(0, CLIPS, CLIPS_PER_SHARD):
+            clips = make_clips(CLIPS_PER_SHARD, seed=DATA_SEED + first)
+            latents = encode(torch.stack([clip.frames for clip in clips]))  # [n, 16, 4, 8, 8]
+            captions = [clip.caption for clip in clips]
+            write_shard(folder / f"clips_{first // CLIPS_PER_SHARD:03d}.safetensors", latents,
+                        encode_captions(captions).half(), negative, captions, source="toy clips")
+        done.write_text("ok\n")
+    return [str(folder / "clips_*.safetensors")]
+
+
+def run_stage(stage: str, out: Path, shards: list[str], scale: float) -> Path:
+    iterations, lr, start = PLAN[stage]
+    overrides = {"data.shards": shards, "run.iterations": max(1, round(iterations * scale)), "optim.lr": lr,
+                 "run.checkpoint_every": max(1, round(100 * scale))}
+    if stage != "fm":
+        overrides["model.teacher"] = str(out / "fm" / "export" / STUDENT_FILE)
+    if start == "1":
+        overrides["model.init_student"] = str(out / "1" / "export")
+    trainer = Trainer(load_config(CONFIG, overrides), stage=stage, out=out / stage)
+    trainer.resume()
+    began = time.perf_counter()
+    export = trainer.run()
+    print(f"stage {stage}: {trainer.iteration} iterations, {time.perf_counter() - began:.0f} s this session -> {export}")
+    return export
+
+
+def install(out: Path) -> None:
+    """The exports as toy/checkpoints/*.safetensors in float16 (the repository ships these)."""
+    checkpoints.CHECKPOINT_DIR.mkdir(exist_ok=True)
+    save_wan(load_wan(out / "fm" / "export" / STUDENT_FILE, dtype=torch.float16), checkpoints.TEACHER)
+    save_wan(load_wan(out / "dmd2v" / "export" / STUDENT_FILE, dtype=torch.float16), checkpoints.DMD2V_STUDENT)
+    student, meta = load_student(out / "2" / "export" / STUDENT_FILE, out / "2" / "export" / HEAD_FILE,
+                                 dtype=torch.float16)
+    save_student(student, checkpoints.TMD_STUDENT, checkpoints.TMD_HEAD, meta)
+    read_flow_head(checkpoints.TMD_HEAD)  # the installed head reads back with its metadata
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/toy"), help="folder for data, runs and exports")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every stage's iterations")
+    parser.add_argument("--stages", default="fm,1,2,dmd2v", help="comma-separated stages to run, in order")
+    parser.add_argument("--install", action="store_true", help="copy the exports to toy/checkpoints/ (float16)")
+    args = parser.parse_args(argv)
+    shards = make_data(args.out / "data")
+    for stage in args.stages.split(","):
+        run_stage(stage, args.out, shards, args.scale)
+    if args.install:
+        install(args.out)
+        print(f"installed the toy checkpoints in {checkpoints.CHECKPOINT_DIR}")
+
+
+if __name__ == "__main__":
+    main()
