@@ -12,14 +12,9 @@ TMD_STUDENT = CHECKPOINT_DIR / "toy_tmd_student.safetensors"
 TMD_HEAD = CHECKPOINT_DIR / "toy_tmd_student_head.safetensors"
 DMD2V_STUDENT = CHECKPOINT_DIR / "toy_dmd2v_student.safetensors"
 
-# The command that makes each file (README, "The toy world"); keep in step with the toy training config.
-_TRAIN = "python -m comfyui_tmd.training.train --config training/configs/toy.yaml"
-MADE_BY = {
-    TEACHER: f"{_TRAIN} --stage fm --out runs/toy-teacher",
-    TMD_STUDENT: f"{_TRAIN} --stage 2 --out runs/toy-tmd (after --stage 1)",
-    TMD_HEAD: f"{_TRAIN} --stage 2 --out runs/toy-tmd (after --stage 1)",
-    DMD2V_STUDENT: f"{_TRAIN} --stage dmd2v --out runs/toy-dmd2v",
-}
+# The command that makes them all (README, "The toy world"): data, teacher, TMD student, DMD2-v baseline.
+_TRAIN = "python -m comfyui_tmd.training.toy_world --install"
+MADE_BY = {path: _TRAIN for path in (TEACHER, TMD_STUDENT, TMD_HEAD, DMD2V_STUDENT)}
 
 
 def require(path: str | Path) -> Path:

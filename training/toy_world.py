@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..tmd_core.checkpoint import load_student, read_flow_head, save_student
+from ..tmd_core.checkpoint import load_student, save_student
 from ..tmd_core.wan_loading import load_wan, save_wan
 from ..toy import checkpoints
 from ..toy.clips import make_clips
@@ -42,14 +42,14 @@ PLAN = {
 }
 
 
-def make_data(folder: Path) -> list[str]:
-    """Shards of encoded real clips; written once (a finished shard set is reused)."""
+def make_data(folder: Path, count: int = CLIPS) -> list[str]:
+    """Shards of `count` encoded real clips; written once (a finished shard set is reused)."""
     done = folder / "complete"
     if not done.exists():
         folder.mkdir(parents=True, exist_ok=True)
         negative = encode_caption(NEGATIVE_PROMPT)[None].half()  # [1, 16, 4096]
-        for first in range(0, CLIPS, CLIPS_PER_SHARD):
-            clips = make_clips(CLIPS_PER_SHARD, seed=DATA_SEED + first)
+        for first in range(0, count, CLIPS_PER_SHARD):
+            clips = make_clips(min(CLIPS_PER_SHARD, count - first), seed=DATA_SEED + first)
             latents = encode(torch.stack([clip.frames for clip in clips]))  # [n, 16, 4, 8, 8]
             captions = [clip.caption for clip in clips]
             write_shard(folder / f"clips_{first // CLIPS_PER_SHARD:03d}.safetensors", latents,
@@ -74,15 +74,14 @@ def run_stage(stage: str, out: Path, shards: list[str], scale: float) -> Path:
     return export
 
 
-def install(out: Path) -> None:
-    """The exports as toy/checkpoints/*.safetensors in float16 (the repository ships these)."""
-    checkpoints.CHECKPOINT_DIR.mkdir(exist_ok=True)
-    save_wan(load_wan(out / "fm" / "export" / STUDENT_FILE, dtype=torch.float16), checkpoints.TEACHER)
-    save_wan(load_wan(out / "dmd2v" / "export" / STUDENT_FILE, dtype=torch.float16), checkpoints.DMD2V_STUDENT)
+def install(out: Path, target: Path = checkpoints.CHECKPOINT_DIR) -> None:
+    """The exports in float16 under the names of toy/checkpoints/ (the repository ships these files)."""
+    target.mkdir(parents=True, exist_ok=True)
+    save_wan(load_wan(out / "fm" / "export" / STUDENT_FILE, dtype=torch.float16), target / checkpoints.TEACHER.name)
+    save_wan(load_wan(out / "dmd2v" / "export" / STUDENT_FILE, dtype=torch.float16), target / checkpoints.DMD2V_STUDENT.name)
     student, meta = load_student(out / "2" / "export" / STUDENT_FILE, out / "2" / "export" / HEAD_FILE,
                                  dtype=torch.float16)
-    save_student(student, checkpoints.TMD_STUDENT, checkpoints.TMD_HEAD, meta)
-    read_flow_head(checkpoints.TMD_HEAD)  # the installed head reads back with its metadata
+    save_student(student, target / checkpoints.TMD_STUDENT.name, target / checkpoints.TMD_HEAD.name, meta)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,14 +89,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/toy"), help="folder for data, runs and exports")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every stage's iterations")
     parser.add_argument("--stages", default="fm,1,2,dmd2v", help="comma-separated stages to run, in order")
-    parser.add_argument("--install", action="store_true", help="copy the exports to toy/checkpoints/ (float16)")
+    parser.add_argument("--clips", type=int, default=CLIPS, help="real clips in the training data")
+    parser.add_argument("--install", nargs="?", const=checkpoints.CHECKPOINT_DIR, type=Path, metavar="FOLDER",
+                        help="write the exports in float16 under the toy checkpoint names (default toy/checkpoints/)")
     args = parser.parse_args(argv)
-    shards = make_data(args.out / "data")
+    shards = make_data(args.out / "data", args.clips)
     for stage in args.stages.split(","):
         run_stage(stage, args.out, shards, args.scale)
     if args.install:
-        install(args.out)
-        print(f"installed the toy checkpoints in {checkpoints.CHECKPOINT_DIR}")
+        install(args.out, args.install)
+        print(f"installed the toy checkpoints in {args.install}")
 
 
 if __name__ == "__main__":
