@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from .comfy_world import WORKFLOWS, http_json
-from .conftest import WORKFLOW_NAMES
+from .conftest import TOY_WORKFLOW, WORKFLOW_NAMES
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium package
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -55,7 +55,7 @@ def open_in_frontend(browser, url: str, workflow: dict, screenshot: Path | None 
         page.close()
 
 
-@pytest.mark.parametrize("name", WORKFLOW_NAMES)
+@pytest.mark.parametrize("name", [*WORKFLOW_NAMES, TOY_WORKFLOW])
 def test_workflow_opens_cleanly_in_the_frontend(browser, server, tmp_path, name):
     url, _ = server
     workflow = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
