@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -26,6 +24,7 @@ import torch
 from ..tmd_core import (FlowHeadMeta, FlowHeadSpec, TMDStudent, WanConfig, WAN21_T2V_1_3B, generate_tmd, load_wan,
                         save_flow_head, save_wan, tmd_sigmas)
 from ..tmd_core.wan_model import WanDiT
+from .timing import interleaved_medians
 
 SIZES = {  # name: (Wan config, latent [B, C, T, H, W], text tokens, dtype)
     "small": (WanConfig(dim=256, ffn_dim=1024, num_heads=2, num_layers=30), (1, 16, 2, 16, 16), 64, torch.float32),
@@ -43,19 +42,6 @@ def import_comfyui(root: str, device: str):
     return comfy
 
 
-def interleaved_medians(fns: list, repeats: int) -> list[float]:
-    """Median seconds of each callable, timed in alternation so that load from other processes hits both alike."""
-    for fn in fns:
-        fn()  # warm-up: first-call allocations, ComfyUI's model load
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, bucket in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            bucket.append(time.perf_counter() - start)
-    return [statistics.median(bucket) for bucket in times]
-
-
 def device_name(device: str) -> str:
     return torch.cuda.get_device_name() if device == "cuda" else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
 
@@ -65,7 +51,6 @@ def run(comfyui: str, size: str = "small", device: str = "cpu", repeats: int = 5
     from ..nodes import tmd_nodes
     from ..tmd_core.comfy_bridge import read_head_file
     config, latent_shape, tokens, dtype = SIZES[size]
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     with tempfile.TemporaryDirectory() as folder:
         torch.manual_seed(0)
         wan = WanDiT(config).to(dtype)
@@ -87,19 +72,17 @@ def run(comfyui: str, size: str = "small", device: str = "cpu", repeats: int = 5
     def core():
         with torch.no_grad():
             out = generate_tmd(core_student, context.to(device, dtype), latent_shape, seed=seed)
-        sync()
         return patched.model.latent_format.process_out(out.float().cpu())  # ComfyUI's samplers output VAE space
 
     def through_comfyui():
         with torch.inference_mode():
             out = comfy.sample.sample_custom(patched, noise, 1.0, sampler, sigmas, [[context, {}]], [[context, {}]],
                                              latent, disable_pbar=True, seed=seed)
-        sync()
         return out.float().cpu()
 
     reference = core()
     same_work = ((through_comfyui() - reference).norm() / reference.norm()).item()  # both paths sample one video
-    core_s, comfy_s = interleaved_medians([core, through_comfyui], repeats)
+    core_s, comfy_s = interleaved_medians([core, through_comfyui], repeats, torch.device(device))
     return {"benchmark": "comfy_overhead", "device": device_name(device), "size": size, "config": "N2H5, M=2",
             "latent": list(latent_shape), "dtype": str(dtype).removeprefix("torch."), "repeats": repeats,
             "core_s": core_s, "comfyui_s": comfy_s, "comfyui_over_core": comfy_s / core_s,

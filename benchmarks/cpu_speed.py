@@ -17,25 +17,22 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from . import timing
 from ..tmd_core import FlowHeadSpec, TMDDenoiser, TMDStudent, WanConfig, WanDiT, effective_nfe, generate_teacher, generate_tmd
+
+
+CPU = torch.device("cpu")
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return timing.median_seconds(fn, repeats, CPU)
 
 
 def run(dim: int = 256, layers: int = 30, latent: tuple[int, ...] = (1, 16, 2, 16, 16), text_tokens: int = 64,

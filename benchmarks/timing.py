@@ -14,22 +14,35 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def seconds(fn: Callable[[], object], device: torch.device) -> float:
+    """One call of fn: CUDA events on a GPU, perf_counter on a CPU."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    start_s = time.perf_counter()
+    fn()
+    return time.perf_counter() - start_s
+
+
 def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     """Median time of fn over `repeats` calls, after the caller's warm-up."""
-    times = []
+    return statistics.median(seconds(fn, device) for _ in range(repeats))
+
+
+def interleaved_medians(fns: list[Callable[[], object]], repeats: int, device: torch.device) -> list[float]:
+    """Median seconds of each callable, timed in alternation (after one warm-up call each) so that load from
+    other processes hits all of them alike."""
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            start_s = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start_s)
-    return statistics.median(times)
+        for fn, bucket in zip(fns, times, strict=True):
+            bucket.append(seconds(fn, device))
+    return [statistics.median(bucket) for bucket in times]
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, repeats: int) -> float:
