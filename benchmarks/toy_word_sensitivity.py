@@ -38,11 +38,14 @@ def swaps(caption: str, attribute: str) -> list[str]:
     return [caption_of(**{**words, attribute: value}) for value in ATTRIBUTES[attribute] if value != words[attribute]]
 
 
-def relative_change(wan: torch.nn.Module, x_t: torch.Tensor, t: float, caption: str, other: str) -> float:
-    """RMS(v(other) − v(caption)) / RMS(v(caption)) on the batch x_t [K, 16, T, H, W]."""
+def velocity(wan: torch.nn.Module, x_t: torch.Tensor, t: float, caption: str) -> torch.Tensor:
+    """v(x_t, t, caption) for the batch x_t [K, 16, T, H, W]."""
     timestep = torch.full((x_t.shape[0],), 1000.0 * t)
-    v = wan(x_t, timestep, encode_caption(caption)[None].expand(x_t.shape[0], -1, -1))
-    v_other = wan(x_t, timestep, encode_caption(other)[None].expand(x_t.shape[0], -1, -1))
+    return wan(x_t, timestep, encode_caption(caption)[None].expand(x_t.shape[0], -1, -1))
+
+
+def relative_change(v: torch.Tensor, v_other: torch.Tensor) -> float:
+    """RMS(v_other − v) / RMS(v)."""
     return float((v_other - v).pow(2).mean().sqrt() / v.pow(2).mean().sqrt())
 
 
@@ -57,8 +60,9 @@ def sensitivity(wan: torch.nn.Module, captions: list[str], clips: int, seed: int
         for index, caption in enumerate(captions):
             x = encode(torch.stack([clip.frames for clip in make_clips(clips, seed + index, caption)]))  # [K, 16, T, H, W]
             x_t = (1 - t) * x + t * torch.randn(x.shape, generator=generator)
+            v = velocity(wan, x_t, t, caption)  # once per caption: every swap is measured against it
             for attribute in ATTRIBUTES:
-                changes[attribute] += [relative_change(wan, x_t, t, caption, other) for other in swaps(caption, attribute)]
+                changes[attribute] += [relative_change(v, velocity(wan, x_t, t, other)) for other in swaps(caption, attribute)]
         table[f"{t:g}"] = {attribute: sum(values) / len(values) for attribute, values in changes.items()}
     return table
 
