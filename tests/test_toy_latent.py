@@ -36,9 +36,8 @@ def test_decode_ignores_only_the_direction_encode_never_makes():
 def test_every_channel_carries_signal_at_unit_scale():
     frames = torch.stack([c.frames for c in make_clips(32, int(torch.randint(1 << 30, ())))])
     latent = encode(frames)  # [32, 16, T, 8, 8]
-    per_channel_std = latent.std(dim=(0, 2, 3, 4))
-    assert (per_channel_std > 0.1).all()
-    assert 0.3 < latent.pow(2).mean().sqrt() < 3.0
+    per_channel_std = latent.std(dim=(0, 2, 3, 4))  # the picture's spread, as Wan's normalised latents
+    assert (per_channel_std > 0.6).all() and (per_channel_std < 1.6).all()
 
 
 def test_emptyhunyuanlatentvideo_64x64x13_is_the_toy_latent():

@@ -12,8 +12,11 @@ The 4 features of a pixel are LATENT_SCALE · F · (rgb − 0.5), where F is the
 
 so decode is rgb = Fᵀ f / LATENT_SCALE + 0.5 (clamped to [0, 1]) and encode is its right inverse:
 decode(encode(x)) = x exactly for x in [0, 1] (all constants are powers of two: rounding only).
-Every channel mixes all three colours, so every channel varies with the picture; a clip's latent is
-roughly unit-scale (the background is (−1.05, 0.35, 0.35, 0.35) per pixel). The latent has 16
+Every channel mixes all three colours, so every channel varies with the picture. LATENT_SCALE sets the
+picture's spread about its mean to about 1 per channel (0.75–1.34, as Wan's normalised latents), so a
+shape emerges from noise around t ≈ 0.5; at scale 2 (spread 0.3) it emerged only below t ≈ 0.25, where
+shifted schedules (γ 3–10) put few steps, and a teacher trained on it drew speckles instead of shapes.
+The background is (−4.2, 1.4, 1.4, 1.4) per pixel. The latent has 16
 dimensions per 12 pixel values: decode ignores the direction F's columns leave out (per pixel, f ∝
 (1, 1, 1, 1)), and encode never produces it.
 
@@ -35,7 +38,7 @@ from .world import FRAMES, SIDE
 
 LATENT_CHANNELS = 16
 PIXELS_PER_SIDE = 2  # each latent pixel covers 2 × 2 frame pixels
-LATENT_SCALE = 2.0
+LATENT_SCALE = 8.0  # a power of two keeps encode/decode exact
 TETRAHEDRAL_FRAME = 0.5 * torch.tensor([[1.0, 1.0, 1.0], [1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]])
 
 
