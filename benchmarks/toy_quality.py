@@ -35,7 +35,7 @@ from ..toy.latent import decode, latent_shape
 from ..toy.metrics import adherence, feature_frechet, mean_temporal_consistency, mode_collapse_index, start_spread
 from ..toy.text import NEGATIVE_PROMPT, encode_caption
 from ..toy.video_io import write_png
-from ..toy.world import all_captions
+from ..toy.world import COLOURS, DIRECTIONS, SHAPES, caption_of
 
 REAL_SEED, HELD_OUT_SEED = 10_000, 20_000  # real clips never share a seed with the reference set
 HELD_OUT_PER_PROMPT = 16
@@ -125,9 +125,11 @@ def frame_grid(rows: list[list[torch.Tensor]]) -> torch.Tensor:
 
 
 def pick_captions(count: int) -> list[str]:
-    """`count` captions spread evenly over the world's 48 (every colour, shape and direction for count ≥ 12)."""
-    captions = all_captions()
-    return [captions[round(i * len(captions) / count) % len(captions)] for i in range(count)]
+    """`count` distinct captions (at most 48) that cycle colour, shape and direction together: caption i is
+    colour i mod 4, shape i mod 3, direction (i + ⌊i/4⌋) mod 4, so each block of 4 holds every colour and
+    direction and any 3 in a row every shape (the ⌊i/4⌋ keeps i and i + 12 apart in direction)."""
+    colours, directions = list(COLOURS), list(DIRECTIONS)
+    return [caption_of(colours[i % 4], SHAPES[i % 3], directions[(i + i // 4) % 4]) for i in range(min(count, 48))]  # 4·3·4
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

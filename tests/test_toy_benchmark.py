@@ -5,6 +5,8 @@ import json
 import pytest
 
 from comfyui_tmd.benchmarks import toy_quality
+from comfyui_tmd.benchmarks.toy_quality import pick_captions
+from comfyui_tmd.toy.world import COLOURS, DIRECTIONS, SHAPES, all_captions, parse_caption
 
 from toy_checkpoints import write_toy_checkpoints
 
@@ -26,3 +28,15 @@ def test_quick_run_writes_every_row(tmp_path):
     assert all(name in table for name in names)
     with Image.open(out / "toy_quality.png") as png:  # 8 rows of 16 px, 2 prompts × 4 frames of 16 px, enlarged 4×
         assert png.size == (2 * 4 * 16 * 4, 8 * 16 * 4)
+
+
+def test_picked_captions_are_distinct_and_cover_the_world():
+    every = pick_captions(48)
+    assert sorted(every) == sorted(all_captions())
+    words = [parse_caption(c) for c in every]
+    for block in range(0, 48, 4):
+        assert {w[0] for w in words[block:block + 4]} == set(COLOURS)
+        assert {w[2] for w in words[block:block + 4]} == set(DIRECTIONS)
+    for first in range(46):
+        assert {w[1] for w in words[first:first + 3]} == set(SHAPES)
+    assert pick_captions(5) == every[:5]
