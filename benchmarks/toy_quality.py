@@ -129,7 +129,7 @@ def pick_captions(count: int) -> list[str]:
     colour i mod 4, shape i mod 3, direction (i + ⌊i/4⌋) mod 4, so each block of 4 holds every colour and
     direction and any 3 in a row every shape (the ⌊i/4⌋ keeps i and i + 12 apart in direction)."""
     colours, directions = list(COLOURS), list(DIRECTIONS)
-    return [caption_of(colours[i % 4], SHAPES[i % 3], directions[(i + i // 4) % 4]) for i in range(min(count, 48))]  # 4·3·4
+    return [caption_of(colours[i % 4], SHAPES[i % 3], directions[(i + i // 4) % 4]) for i in range(min(count, 48))]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
