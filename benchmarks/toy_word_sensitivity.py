@@ -83,7 +83,7 @@ def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--wan", default=str(checkpoints.TEACHER), help="a toy Wan file (default: the toy teacher)")
-    parser.add_argument("--captions", type=int, default=8, help="captions, spread over the world's 48")
+    parser.add_argument("--captions", type=int, default=8, help="captions, cycling colour, shape and direction (toy_quality.pick_captions)")
     parser.add_argument("--clips", type=int, default=4, help="real clips per caption")
     parser.add_argument("--out", default="benchmarks/results/toy_word_sensitivity")
     args = parser.parse_args(argv)
