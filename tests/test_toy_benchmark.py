@@ -23,6 +23,11 @@ def test_quick_run_writes_every_row(tmp_path):
     assert [r["nfe"] for r in report["results"][1:]] == [6.0, 4.0, 8.0, 1.0, 2.0, 1.25, 2.5]
     real = report["results"][0]
     assert real["adherence"]["all"] == 1.0 and real["mode_collapse"] == 0.0
+    assert all(r["clips"] == 4 for r in report["results"])  # --quick: 2 prompts × 2 clips
+    for r in report["results"]:
+        for name, rate in r["adherence"].items():
+            low, high = r["adherence_95"][name]
+            assert 0.0 <= low <= rate <= high <= 1.0 and high - low > 0.3  # 4 clips cannot pin a rate down
     assert json.loads((out / "toy_quality.json").read_text()) == json.loads(json.dumps(report))
     table = (out / "toy_quality.md").read_text()
     assert all(name in table for name in names)

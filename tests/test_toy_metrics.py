@@ -7,7 +7,7 @@ import torch
 from comfyui_tmd.toy.clips import make_clips
 from comfyui_tmd.toy.detector import detect
 from comfyui_tmd.toy.metrics import (DUPLICATE_RMS, adherence, feature_frechet, frechet_distance, mean_temporal_consistency,
-                                     mode_collapse_index, sqrt_psd, start_spread)
+                                     mode_collapse_index, sqrt_psd, start_spread, wilson_interval)
 
 RNG = np.random.default_rng()
 SEED = int(RNG.integers(1 << 30))
@@ -39,6 +39,19 @@ def test_adherence_counts_each_attribute():
     assert adherence(detections, [c.caption for c in clips]) == {"colour": 1.0, "shape": 1.0, "direction": 1.0, "all": 1.0}
     wrong = ["a blue circle moving down"] * 4 + ["a red square moving down"] * 4
     assert adherence(detections, wrong) == {"colour": 0.5, "shape": 0.5, "direction": 1.0, "all": 0.0}
+
+
+def test_wilson_interval_has_its_closed_forms_and_covers_95_percent():
+    z = 1.96
+    assert wilson_interval(0.0, 64) == (0.0, pytest.approx(z * z / (64 + z * z)))  # upper end at 0 successes
+    low, high = wilson_interval(0.5, 64)
+    assert low == pytest.approx(1 - high) and high - low == pytest.approx(0.23796, abs=1e-5)  # worked by hand
+    # Coverage over repeated binomial draws: a 95 % interval contains the true rate in ~95 % of them.
+    rate, count = 0.3, 40
+    hits = [low <= rate <= high for low, high in (wilson_interval(k / count, count) for k in RNG.binomial(count, rate, 4000))]
+    assert 0.93 <= np.mean(hits) <= 0.97
+    with pytest.raises(ValueError, match="at least one trial"):
+        wilson_interval(0.5, 0)
 
 
 def test_mode_collapse_index_is_one_for_identical_clips_and_low_for_real_ones():

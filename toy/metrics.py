@@ -2,7 +2,8 @@
 """Quality metrics of toy clips, computed from decoded frames through the analytic detector.
 
 - prompt adherence: fraction of clips whose detected colour / shape / direction equals the caption's,
-  per attribute and all three at once;
+  per attribute and all three at once, with a 95 % Wilson score interval (a difference between two
+  rows smaller than their intervals is not a measured difference);
 - temporal consistency (lower is steadier), means over clips of
   area_change   = mean_t |mass_{t+1} − mass_t| / mean mass (the shape should keep its size),
   colour_change = mean_t ‖colour_{t+1} − colour_t‖ in RGB (the shape should keep its colour),
@@ -38,6 +39,18 @@ def adherence(detections: list[Detection], captions: list[str]) -> dict[str, flo
     matches = np.array([[getattr(d, name) == wanted for name, wanted in zip(ATTRIBUTES, parse_caption(caption), strict=True)]
                         for d, caption in zip(detections, captions, strict=True)])  # [clips, 3]
     return {**{name: float(matches[:, i].mean()) for i, name in enumerate(ATTRIBUTES)}, "all": float(matches.all(1).mean())}
+
+
+def wilson_interval(rate: float, count: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a success fraction `rate` over `count` trials (95 % for z = 1.96).
+
+    Unlike rate ± z·√(rate(1 − rate)/count) it stays inside [0, 1] and is not empty at rate 0 or 1.
+    """
+    if count < 1:
+        raise ValueError(f"a confidence interval needs at least one trial, got {count}.")
+    centre = (rate + z * z / (2 * count)) / (1 + z * z / count)
+    half = z / (1 + z * z / count) * np.sqrt(rate * (1 - rate) / count + z * z / (4 * count * count))
+    return float(max(centre - half, 0.0)), float(min(centre + half, 1.0))
 
 
 def temporal_consistency(detection: Detection) -> dict[str, float]:
