@@ -24,7 +24,7 @@ def attention(queries: int, keys: int, dim: int) -> int:
 
 def tokens_of(c: WanConfig, latent: tuple[int, ...]) -> int:
     """Patch tokens of one latent [C, T, H, W] (or [B, C, T, H, W]; the batch is not counted)."""
-    return math.prod(size // patch for size, patch in zip(latent[-3:], c.patch_size))
+    return math.prod(size // patch for size, patch in zip(latent[-3:], c.patch_size, strict=True))
 
 
 def block(c: WanConfig, tokens: int, text_tokens: int) -> int:

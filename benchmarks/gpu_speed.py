@@ -114,7 +114,7 @@ def run(model: str = "1.3b", small: bool = False, repeats: int = 3, teacher_repe
     context, negative = torch.randn(2, 1, text_tokens, config.text_dim, device=device, dtype=dtype)
     noise = torch.randn(latent, device=device, dtype=dtype)
     tokens = flops.tokens_of(config, latent)
-    grid = tuple(size // patch for size, patch in zip(latent[2:], config.patch_size))
+    grid = tuple(size // patch for size, patch in zip(latent[2:], config.patch_size, strict=True))
     rate = matmul_rate(device, dtype, 256 if small else 8192, repeats=3 if small else 20)
     rows = []
     with torch.no_grad():

@@ -47,7 +47,7 @@ def kernel_cases(config: WanConfig, grid: tuple[int, int, int], text_tokens: int
             for impl in ("torch", "triton"):
                 call(impl)  # warm-up: Triton builds
                 sync(device)
-                seconds[impl] = median_seconds(lambda: call(impl), repeats, device)
+                seconds[impl] = median_seconds(lambda call=call, impl=impl: call(impl), repeats, device)
             results.append({"kernel": name, "torch_s": seconds["torch"], "triton_s": seconds["triton"],
                             "speedup": seconds["torch"] / seconds["triton"]})
     return results

@@ -55,7 +55,7 @@ def steering(wan: torch.nn.Module, captions: list[str], clips: int, seed: int = 
     for t in TIMES:
         kept: dict[str, list[bool]] = {kind: [] for kind in CAPTION_KINDS}
         for index, caption in enumerate(captions):
-            _, x_t = noised_real_clips(caption, clips, seed + index, t, generator)
+            x_t = noised_real_clips(caption, clips, seed + index, t, generator)
             direction = parse_caption(caption)[2]
             kept["own caption"] += moves_as(wan, x_t, t, caption, direction)
             kept["opposite direction"] += moves_as(wan, x_t, t, opposite_direction(caption), direction)

@@ -38,10 +38,10 @@ def swaps(caption: str, attribute: str) -> list[str]:
     return [caption_of(**{**words, attribute: value}) for value in ATTRIBUTES[attribute] if value != words[attribute]]
 
 
-def noised_real_clips(caption: str, clips: int, seed: int, t: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """`clips` real clips of `caption` (seeded) and the same noised to time t: (x, x_t), each [K, 16, T, H, W]."""
+def noised_real_clips(caption: str, clips: int, seed: int, t: float, generator: torch.Generator) -> torch.Tensor:
+    """`clips` real clips of `caption` (seeded by `seed`) noised to time t: x_t [K, 16, T, H, W]."""
     x = encode(torch.stack([clip.frames for clip in make_clips(clips, seed, caption)]))
-    return x, (1 - t) * x + t * torch.randn(x.shape, generator=generator)
+    return (1 - t) * x + t * torch.randn(x.shape, generator=generator)
 
 
 def velocity(wan: torch.nn.Module, x_t: torch.Tensor, t: float, caption: str) -> torch.Tensor:
@@ -64,7 +64,7 @@ def sensitivity(wan: torch.nn.Module, captions: list[str], clips: int, seed: int
     for t in TIMES:
         changes: dict[str, list[float]] = {attribute: [] for attribute in ATTRIBUTES}
         for index, caption in enumerate(captions):
-            _, x_t = noised_real_clips(caption, clips, seed + index, t, generator)
+            x_t = noised_real_clips(caption, clips, seed + index, t, generator)
             v = velocity(wan, x_t, t, caption)  # once per caption: every swap is measured against it
             for attribute in ATTRIBUTES:
                 changes[attribute] += [relative_change(v, velocity(wan, x_t, t, other)) for other in swaps(caption, attribute)]

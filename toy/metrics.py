@@ -2,8 +2,8 @@
 """Quality metrics of toy clips, computed from decoded frames through the analytic detector.
 
 - prompt adherence: fraction of clips whose detected colour / shape / direction equals the caption's,
-  per attribute and all three at once, with a 95 % Wilson score interval (a difference between two
-  rows smaller than their intervals is not a measured difference);
+  per attribute and all three at once, with a 95 % Wilson score interval (where two rows' intervals
+  overlap, the table does not establish a difference);
 - temporal consistency (lower is steadier), means over clips of
   area_change   = mean_t |mass_{t+1} − mass_t| / mean mass (the shape should keep its size),
   colour_change = mean_t ‖colour_{t+1} − colour_t‖ in RGB (the shape should keep its colour),
