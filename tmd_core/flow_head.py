@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 
-import torch
 from torch import nn
 
 from .errors import CheckpointError
