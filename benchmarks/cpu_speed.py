@@ -58,8 +58,9 @@ def run(dim: int = 256, layers: int = 30, latent: tuple[int, ...] = (1, 16, 2, 1
         tmd = median_seconds(lambda: generate_tmd(student, context, latent, seed=0, outer_steps=outer_steps,
                                                   inner_steps=inner_steps, disable=True), repeats)
         teacher, teacher_batched = (
-            median_seconds(lambda batch_cfg=batch_cfg: generate_teacher(wan, context, negative, latent, seed=0, steps=teacher_steps, cfg=cfg,
-                                                    batch_cfg=batch_cfg, disable=True), max(1, repeats // 3), warmup=0)
+            median_seconds(lambda batch_cfg=batch_cfg: generate_teacher(wan, context, negative, latent, seed=0, steps=teacher_steps,
+                                                                        cfg=cfg, batch_cfg=batch_cfg, disable=True),
+                           max(1, repeats // 3), warmup=0)
             for batch_cfg in (False, True))
 
     tmd_nfe = effective_nfe(outer_steps, inner_steps, head_blocks, layers)
