@@ -14,20 +14,15 @@ Writes toy_motion_steering.md and .json into --out.
 """
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..tmd_core import load_wan
-from ..toy import checkpoints
 from ..toy.detector import detect
 from ..toy.latent import decode
 from ..toy.world import DIRECTIONS, caption_of, parse_caption
-from .toy_quality import pick_captions
-from .toy_word_sensitivity import noised_real_clips, velocity
+from .toy_probes import load_probe_inputs, noised_real_clips, parse_probe_args, velocity, write_report
 
 TIMES = (0.95, 0.9, 0.8, 0.6, 0.3)
 CAPTION_KINDS = ("own caption", "opposite direction")
@@ -70,22 +65,11 @@ def markdown(model: str, table: dict[str, dict[str, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--wan", default=str(checkpoints.TEACHER), help="a toy Wan file (default: the toy teacher)")
-    parser.add_argument("--captions", type=int, default=8, help="captions, cycling colour, shape and direction (toy_quality.pick_captions)")
-    parser.add_argument("--clips", type=int, default=8, help="real clips per caption")
-    parser.add_argument("--out", default="benchmarks/results/toy_motion_steering")
-    args = parser.parse_args(argv)
-    wan = load_wan(checkpoints.require(args.wan), dtype=torch.float32)
-    captions = pick_captions(args.captions)
+    args = parse_probe_args(__doc__.split("\n")[0], argv, clips=8, out="benchmarks/results/toy_motion_steering")
+    wan, captions = load_probe_inputs(args)
     table = steering(wan, captions, args.clips)
-    text = markdown(Path(args.wan).name, table)
-    print(text, end="")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "toy_motion_steering.md").write_text(text)
-    (out / "toy_motion_steering.json").write_text(json.dumps({"wan": Path(args.wan).name, "captions": captions,
-                                                              "clips": args.clips, "results": table}, indent=2) + "\n")
+    write_report(args.out, "toy_motion_steering", markdown(Path(args.wan).name, table),
+                 {"wan": Path(args.wan).name, "captions": captions, "clips": args.clips, "results": table})
     return table
 
 

@@ -13,19 +13,13 @@ Writes toy_word_sensitivity.md and .json into --out.
 """
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import torch
 
-from ..tmd_core import WanDiT, load_wan
-from ..toy import checkpoints
-from ..toy.clips import make_clips
-from ..toy.latent import encode
-from ..toy.text import encode_caption
+from ..tmd_core import WanDiT
 from ..toy.world import COLOURS, DIRECTIONS, SHAPES, caption_of, parse_caption
-from .toy_quality import pick_captions
+from .toy_probes import load_probe_inputs, noised_real_clips, parse_probe_args, velocity, write_report
 
 TIMES = (0.95, 0.8, 0.6, 0.3)
 ATTRIBUTES = {"colour": tuple(COLOURS), "shape": SHAPES, "direction": tuple(DIRECTIONS)}
@@ -36,18 +30,6 @@ def swaps(caption: str, attribute: str) -> list[str]:
     """The caption with `attribute` replaced by each of its other values."""
     words = dict(zip(ATTRIBUTES, parse_caption(caption), strict=True))
     return [caption_of(**{**words, attribute: value}) for value in ATTRIBUTES[attribute] if value != words[attribute]]
-
-
-def noised_real_clips(caption: str, clips: int, seed: int, t: float, generator: torch.Generator) -> torch.Tensor:
-    """`clips` real clips of `caption` (seeded by `seed`) noised to time t: x_t [K, 16, T, H, W]."""
-    x = encode(torch.stack([clip.frames for clip in make_clips(clips, seed, caption)]))
-    return (1 - t) * x + t * torch.randn(x.shape, generator=generator)
-
-
-def velocity(wan: torch.nn.Module, x_t: torch.Tensor, t: float, caption: str) -> torch.Tensor:
-    """v(x_t, t, caption) for the batch x_t [K, 16, T, H, W]."""
-    timestep = torch.full((x_t.shape[0],), 1000.0 * t)
-    return wan(x_t, timestep, encode_caption(caption)[None].expand(x_t.shape[0], -1, -1))
 
 
 def relative_change(v: torch.Tensor, v_other: torch.Tensor) -> float:
@@ -86,23 +68,12 @@ def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--wan", default=str(checkpoints.TEACHER), help="a toy Wan file (default: the toy teacher)")
-    parser.add_argument("--captions", type=int, default=8, help="captions, cycling colour, shape and direction (toy_quality.pick_captions)")
-    parser.add_argument("--clips", type=int, default=4, help="real clips per caption")
-    parser.add_argument("--out", default="benchmarks/results/toy_word_sensitivity")
-    args = parser.parse_args(argv)
-    wan = load_wan(checkpoints.require(args.wan), dtype=torch.float32)
-    captions = pick_captions(args.captions)
+    args = parse_probe_args(__doc__.split("\n")[0], argv, clips=4, out="benchmarks/results/toy_word_sensitivity")
+    wan, captions = load_probe_inputs(args)
     results = {Path(args.wan).name: sensitivity(wan, captions, args.clips),
                f"untrained (seed {REFERENCE_SEED})": sensitivity(untrained_like(wan), captions, args.clips)}
-    table = markdown(results)
-    print(table, end="")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "toy_word_sensitivity.md").write_text(table)
-    (out / "toy_word_sensitivity.json").write_text(json.dumps({"captions": captions, "clips": args.clips, "results": results},
-                                                              indent=2) + "\n")
+    write_report(args.out, "toy_word_sensitivity", markdown(results),
+                 {"captions": captions, "clips": args.clips, "results": results})
     return results
 
 
