@@ -39,7 +39,7 @@ class TMDToyDecode(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="TMDToyDecode", display_name="TMD Toy Decode", category=CATEGORY,
-            description="The toy world's exact decoder: a toy latent [B, 16, T, H, W] to B·T frames of 2H × 2W pixels.",
+            description="The toy world's exact decoder: a toy latent [B, 16, T, H, W] to B·4T frames of H × W pixels (4 per latent frame).",
             inputs=[io.Latent.Input("samples", tooltip="The sampled latent of a toy-world model (Wan2.1 latent format).")],
             outputs=[io.Image.Output()],
         )

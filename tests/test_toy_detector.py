@@ -45,5 +45,5 @@ def test_static_blank_and_noise_clips_detect_nothing():
     blank = detect(torch.full((4, 16, 16, 3), 0.15))
     assert (blank.colour, blank.shape, blank.direction) == (NONE, NONE, NONE)
     for _ in range(5):
-        noise = detect(decode(torch.randn(1, 16, 4, 8, 8))[0])
+        noise = detect(decode(torch.randn(1, 16, 1, 16, 16))[0])
         assert (noise.shape, noise.direction) == (NONE, NONE)

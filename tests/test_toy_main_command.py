@@ -3,10 +3,10 @@
 
 Runs `python -m comfyui_tmd generate CAPTION --seed S` (the TMD student, M = N = 2) for 4 prompts (every
 colour, direction and shape) and 2 seeds, decodes the latent it writes and reads it back with the
-analytic detector. The thresholds are what the shipped student measures (colour 8 of 8, shape 2 of 8, less
-one spare: its squares have rounded corners and read as circles), so a retrain that draws worse fails; motion,
-which the toy teacher does not draw yet (README "The toy world"), is a strict xfail, so the day a
-retrained teacher draws it this file says so.
+analytic detector. The thresholds are what the shipped student measures less one spare clip for
+differences between torch builds: colour 8 of 8, direction 6 of 8 (its triangles travel the asked way
+but come out too ragged for the detector to count a shape in every frame), shape 2 of 8 (its squares have
+rounded corners and read as circles), so a retrain that draws worse fails.
 """
 import pytest
 
@@ -19,7 +19,8 @@ from comfyui_tmd.toy.world import parse_caption
 
 PROMPTS = pick_captions(4)  # red square left, green circle right, blue triangle up, yellow square down
 SEEDS = (0, 1)
-SHAPES_RIGHT = 1  # of 8: the shipped student measures 2; one spare for differences between torch builds
+SHAPES_RIGHT = 1  # of 8: the shipped student measures 2
+DIRECTIONS_RIGHT = 5  # of 8: the shipped student measures 6
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,6 @@ def test_some_clips_hold_the_asked_shape(detections):
     assert sum(right) >= SHAPES_RIGHT, f"{sum(right)} of {len(right)} clips have the asked shape"
 
 
-@pytest.mark.xfail(strict=True, reason="the toy teacher does not draw motion yet (README, The toy world)")
 def test_clips_move_in_the_asked_direction(detections):
     right = [found.direction == parse_caption(caption)[2] for (caption, _), found in detections.items()]
-    assert sum(right) >= len(right) // 2, f"{sum(right)} of {len(right)} clips move the asked way"
+    assert sum(right) >= DIRECTIONS_RIGHT, f"{sum(right)} of {len(right)} clips move the asked way"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from ..tmd_core.errors import TMDError
 
-FRAMES = 4  # frames per clip (one per latent frame)
-SIDE = 16  # frame width and height in pixels (latent 8 × 8, so 4·4·4 = 64 DiT tokens)
+FRAMES = 4  # frames per clip (one latent frame: the toy latent packs 4 frames, as Wan's VAE does)
+SIDE = 16  # frame width and height in pixels (latent 16 × 16, so 8·8 = 64 DiT tokens)
 
 BACKGROUND = (0.15, 0.15, 0.15)  # dark grey; not mid-grey, so the background is not the all-zero latent
 COLOURS: dict[str, tuple[float, float, float]] = {

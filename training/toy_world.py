@@ -32,7 +32,7 @@ from .shards import write_shard
 from .trainer import Trainer
 
 CONFIG = Path(__file__).resolve().parent / "configs" / "toy.yaml"
-CLIPS, CLIPS_PER_SHARD, DATA_SEED = 2048, 256, 1234
+CLIPS, CLIPS_PER_SHARD, DATA_SEED = 4096, 256, 1234
 # stage: (iterations, learning rate, where it starts); measured to fit the 2-core CPU in about an hour
 PLAN = {
     "fm": (3000, 3e-4, None),
@@ -50,7 +50,7 @@ def make_data(folder: Path, count: int = CLIPS) -> list[str]:
         negative = encode_caption(NEGATIVE_PROMPT)[None].half()  # [1, 16, 4096]
         for first in range(0, count, CLIPS_PER_SHARD):
             clips = make_clips(min(CLIPS_PER_SHARD, count - first), seed=DATA_SEED + first)
-            latents = encode(torch.stack([clip.frames for clip in clips]))  # [n, 16, 4, 8, 8]
+            latents = encode(torch.stack([clip.frames for clip in clips]))  # [n, 16, 1, 16, 16]
             captions = [clip.caption for clip in clips]
             write_shard(folder / f"clips_{first // CLIPS_PER_SHARD:03d}.safetensors", latents,
                         encode_captions(captions).half(), negative, captions, source="toy clips")
