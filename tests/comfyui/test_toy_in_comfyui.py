@@ -16,7 +16,7 @@ def test_toy_decoder_undoes_comfyui_s_wan21_latent_format(comfy_nodes):
     from comfyui_tmd.nodes.toy_nodes import TMDToyDecode
     z = torch.randn(2, 16, 3, 4, 5)
     images = TMDToyDecode.execute({"samples": comfy.latent_formats.Wan21().process_out(z)}).result[0]
-    assert images.shape == (6, 8, 10, 3)
+    assert images.shape == (24, 4, 5, 3)  # 2 clips × 3 latent frames × 4 frames of 4 × 5 pixels
     assert torch.allclose(images, decode(z).flatten(0, 1), atol=1e-5)
 
 
