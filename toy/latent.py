@@ -18,6 +18,7 @@ Why pack time: a DiT patch (1 × 2 × 2 latent pixels) then holds a 2 × 2-pixel
 way a shape moves is part of what each token looks like, as it is for Wan on real video. With one video
 frame per latent frame (this format's first version), a RoPE-only Wan had to learn a text-steered shift
 between frames, and the toy teacher never did (the word "left" changed nothing; README, toy world).
+
 Every channel mixes all three colours, so every channel varies with the picture. LATENT_SCALE sets the
 picture's spread about its mean to about 1 per channel (0.75–1.34, as Wan's normalised latents), so a
 shape emerges from noise around t ≈ 0.5, where shifted schedules (γ 3–10) still put steps.
