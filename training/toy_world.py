@@ -35,7 +35,7 @@ CONFIG = Path(__file__).resolve().parent / "configs" / "toy.yaml"
 CLIPS, CLIPS_PER_SHARD, DATA_SEED = 4096, 256, 1234
 # stage: (iterations, learning rate, where it starts); measured to fit the 2-core CPU in about an hour
 PLAN = {
-    "fm": (3000, 3e-4, None),
+    "fm": (6000, 3e-4, None),
     "1": (600, 1e-4, "fm"),
     "2": (500, 3e-5, "1"),
     "dmd2v": (500, 3e-5, None),
