@@ -49,7 +49,7 @@ def device_name(device: str) -> str:
 def run(comfyui: str, size: str = "small", device: str = "cpu", repeats: int = 5, seed: int = 0) -> dict:
     comfy = import_comfyui(comfyui, device)
     from ..nodes import tmd_nodes
-    from ..tmd_core.comfy_bridge import read_head_file
+    from ..nodes.comfy_bridge import read_head_file
     config, latent_shape, tokens, dtype = SIZES[size]
     with tempfile.TemporaryDirectory() as folder:
         torch.manual_seed(0)

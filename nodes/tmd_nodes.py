@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The TMD nodes (V3): thin adapters over tmd_core.comfy_bridge. Category sampling/TMD."""
+"""The TMD nodes (V3): thin adapters over nodes.comfy_bridge. Category sampling/TMD."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,7 @@ import comfy.samplers
 import folder_paths
 from comfy_api.latest import io
 
-from ..tmd_core import comfy_bridge
+from . import comfy_bridge
 from ..tmd_core.grids import tmd_sigmas
 
 TMDHead = io.Custom("TMD_HEAD")

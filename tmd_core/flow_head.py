@@ -30,24 +30,35 @@ class FlowHeadSpec:
 
 
 class FlowHeadExtras(nn.Module):
-    """fusion.* (gated or concat) and delta_embedding.* (embeds s − r, summed with the embedding of s)."""
+    """fusion.* (gated or concat) and delta_embedding.* (embeds s − r, summed with the embedding of s).
 
-    def __init__(self, dim: int, ffn_dim: int, freq_dim: int, num_layers: int, spec: FlowHeadSpec):
+    `operations` supplies the Linear class (torch.nn by default). A host that manages device memory passes
+    its own, as ComfyUI does for WanModel, so that it can stream these weights to the GPU when they do not
+    stay resident (ComfyUI's low-VRAM mode casts only layers of its own operations).
+    """
+
+    def __init__(self, dim: int, ffn_dim: int, freq_dim: int, num_layers: int, spec: FlowHeadSpec,
+                 operations=nn):
         super().__init__()
         check_head_blocks(spec.head_blocks, num_layers)
         self.spec = spec
-        self.fusion = (GatedFusion(dim, spec.fusion_ffn_dim or ffn_dim) if spec.fusion == "gated"
-                       else ConcatFusion(dim))
-        self.delta_embedding = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.fusion = (GatedFusion(dim, spec.fusion_ffn_dim or ffn_dim, operations=operations) if spec.fusion == "gated"
+                       else ConcatFusion(dim, operations=operations))
+        self.delta_embedding = nn.Sequential(operations.Linear(freq_dim, dim), nn.SiLU(), operations.Linear(dim, dim))
         nn.init.zeros_(self.delta_embedding[2].weight)
         nn.init.zeros_(self.delta_embedding[2].bias)
+
+    @classmethod
+    def for_model(cls, wan: nn.Module, spec: FlowHeadSpec, operations=nn) -> "FlowHeadExtras":
+        """Extras shaped for a Wan module (weights to be loaded from a flow-head file)."""
+        ffn_dim = dict(wan.blocks[0].ffn.named_parameters())["0.weight"].shape[0]
+        return cls(wan.dim, ffn_dim, wan.freq_dim, len(wan.blocks), spec, operations)
 
     @classmethod
     def for_teacher(cls, wan: nn.Module, spec: FlowHeadSpec) -> "FlowHeadExtras":
         """Fresh extras for a Wan module: the (s − r) embedding starts as a copy of the teacher's first time layer
         with a zero output layer (zero output, but live gradients), so the student equals the teacher."""
         first = wan.time_embedding[0]
-        ffn_dim = dict(wan.blocks[0].ffn.named_parameters())["0.weight"].shape[0]
-        extras = cls(wan.dim, ffn_dim, wan.freq_dim, len(wan.blocks), spec)
+        extras = cls.for_model(wan, spec)
         extras.delta_embedding[0] = copy.deepcopy(first)
         return extras.to(device=first.weight.device, dtype=first.weight.dtype)

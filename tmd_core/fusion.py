@@ -26,30 +26,34 @@ class GatedFusion(nn.Module):
 
     kernel_impl = "torch"  # the fused LayerNorm → modulation kernel, as in WanBlock
 
-    def __init__(self, dim: int, ffn_dim: int, eps: float = 1e-6):
+    def __init__(self, dim: int, ffn_dim: int, eps: float = 1e-6, operations=nn):
         super().__init__()
         self.norm = LayerNorm(dim, eps, elementwise_affine=False)
         self.modulation = nn.Parameter(torch.zeros(1, 3, dim))
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
-        self.out = nn.Linear(dim, dim)
+        self.ffn = nn.Sequential(operations.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"),
+                                 operations.Linear(ffn_dim, dim))
+        self.out = operations.Linear(dim, dim)
         self.gate_logit = nn.Parameter(torch.zeros(()))
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, m: torch.Tensor, h: torch.Tensor, e0: torch.Tensor) -> torch.Tensor:
         """m, h [B, L, dim]; e0 [B, 1, 6, dim] of the inner time s -> fused [B, L, dim]."""
-        shift, scale, gate = (self.modulation.unsqueeze(0) + e0[:, :, 3:]).unbind(2)  # 3 × [B, 1, dim]
+        # The two loose parameters follow e0 to its device: a host that offloads this module moves only the
+        # weights of its Linear layers (as ComfyUI's WanModel casts its blocks' modulation tables).
+        modulation, gate_logit = self.modulation.to(e0), self.gate_logit.to(e0)
+        shift, scale, gate = (modulation.unsqueeze(0) + e0[:, :, 3:]).unbind(2)  # 3 × [B, 1, dim]
         normed = norm_modulate(h, self.norm.eps, shift=shift, scale=scale, impl=self.kernel_impl)  # [B, L, dim]
         h = torch.addcmul(h, self.ffn(normed), gate)
-        return m + torch.sigmoid(self.gate_logit) * self.out(h)
+        return m + torch.sigmoid(gate_logit) * self.out(h)
 
 
 class ConcatFusion(nn.Module):
     """Linear([m ; h]) with the identity on m and N(0, 0.01²) on h at init (App. B.3; less stable in training)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, operations=nn):
         super().__init__()
-        self.proj = nn.Linear(2 * dim, dim)
+        self.proj = operations.Linear(2 * dim, dim)
         with torch.no_grad():
             self.proj.weight[:, :dim].copy_(torch.eye(dim))
             self.proj.weight[:, dim:].normal_(0.0, 0.01)

@@ -150,7 +150,7 @@ def write_student(wan_path: Path, head_path: Path) -> dict:
 
 def patched_model(comfy, nodes, folder: Path, model=None):
     """The student through ComfyUI's UNETLoader path (or `model`), patched by the pack's apply node."""
-    from comfyui_tmd.tmd_core.comfy_bridge import read_head_file
+    from comfyui_tmd.nodes.comfy_bridge import read_head_file
     model = model or comfy.sd.load_diffusion_model(str(folder / "wan_student.safetensors"))
     return nodes.TMDApplyFlowHead.execute(model, read_head_file(folder / "student_head.safetensors")).result[0]
 

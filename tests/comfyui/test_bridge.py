@@ -54,7 +54,7 @@ def test_tmd_sampler_on_an_unpatched_model_is_refused(comfy, nodes, student_file
 
 
 def test_head_for_another_model_is_refused(comfy, nodes, student_files, tmp_path):
-    from comfyui_tmd.tmd_core.comfy_bridge import read_head_file
+    from comfyui_tmd.nodes.comfy_bridge import read_head_file
     folder, _ = student_files
     other = random_wan(WanConfig(dim=256, ffn_dim=128, num_heads=2, num_layers=6), seed=5)
     save_wan(other, tmp_path / "other.safetensors")
@@ -89,7 +89,7 @@ def test_cancel_stops_within_one_inner_step(comfy, nodes, student_files):
 def test_a_non_wan_model_is_refused(comfy, nodes, student_files):
     import comfy.model_management
     import comfy.model_patcher
-    from comfyui_tmd.tmd_core.comfy_bridge import read_head_file
+    from comfyui_tmd.nodes.comfy_bridge import read_head_file
     folder, _ = student_files
 
     class NotWan(torch.nn.Module):  # what a UNet or another DiT looks like to the patch node: no Wan parts
