@@ -24,6 +24,8 @@ WORKFLOWS = PACK_ROOT / "workflows"
 LATENT = (1, 16, 2, 4, 6)  # for the sampling tests that call ComfyUI's sampling functions directly
 TINY_WAN = WanConfig(dim=256, ffn_dim=128, num_heads=2, num_layers=4)  # ComfyUI detects dim ≥ 256 as Wan
 FRAMES, SIDE = 5, 64  # video frames and pixels: latent [1, 16, 2, 8, 8]
+LORA_RANK, LORA_ALPHA, LORA_STRENGTH = 4, 2.0, 0.8
+LORA_TARGETS = ["blocks.0.self_attn.q", "blocks.3.ffn.0"]  # a backbone block and a head block (H = 2 of 4)
 
 
 def load_api(name: str) -> dict:
@@ -146,6 +148,22 @@ def write_student(wan_path: Path, head_path: Path) -> dict:
     save_flow_head(student, head_path,
                    FlowHeadMeta.describe_model(wan, student.extras.spec, outer_steps=2, inner_steps=2))
     return {"student": student, "wan": wan}
+
+
+def write_lora(student, path: Path):
+    """A random LoRA on LORA_TARGETS in ComfyUI's generic key format; returns `student` with it merged by hand."""
+    generator = torch.Generator().manual_seed(9)
+    tensors, merged = {}, copy.deepcopy(student)
+    for target in LORA_TARGETS:
+        weight = merged.wan.get_parameter(f"{target}.weight")
+        up = 0.05 * torch.randn(weight.shape[0], LORA_RANK, generator=generator)
+        down = 0.05 * torch.randn(LORA_RANK, weight.shape[1], generator=generator)
+        key = f"diffusion_model.{target}"
+        tensors |= {f"{key}.lora_up.weight": up, f"{key}.lora_down.weight": down, f"{key}.alpha": torch.tensor(LORA_ALPHA)}
+        with torch.no_grad():
+            weight += LORA_STRENGTH * (LORA_ALPHA / LORA_RANK) * (up @ down)
+    write_safetensors(tensors, path)
+    return merged
 
 
 def patched_model(comfy, nodes, folder: Path, model=None):

@@ -61,6 +61,17 @@ def student_files(comfy, tmp_path_factory):
     return folder, write_student(folder / "wan_student.safetensors", folder / "student_head.safetensors")["student"]
 
 
+@pytest.fixture(scope="session")
+def lora(comfy, student_files):
+    """A random LoRA file registered in ComfyUI's loras folder, and the student with it merged by hand."""
+    import folder_paths
+    from .comfy_world import write_lora
+    folder, student = student_files
+    merged = write_lora(student, folder / "loras" / "tiny_lora.safetensors")
+    folder_paths.add_model_folder_path("loras", str(folder / "loras"))
+    return "tiny_lora.safetensors", merged
+
+
 @pytest.fixture
 def nodes(comfy):
     from comfyui_tmd.nodes import tmd_nodes

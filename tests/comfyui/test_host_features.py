@@ -2,19 +2,14 @@
 """The patched model stays a good ComfyUI citizen: LoRAs (before or after the patch) reach backbone and head
 blocks, torch.compile wrappers and attention overrides reach every block call, and the stock KSampler
 (euler, simple, cfg 1) samples TMD on a shift-γ model."""
-import copy
-
 import pytest
 import torch
 
 from comfyui_tmd.tmd_core import TMDDenoiser, generate_tmd, sample_euler
 from comfyui_tmd.tmd_core.sampler import seeded_noise
-from comfyui_tmd.tmd_core.safe_files import write_safetensors
 
-from .comfy_world import LATENT, TINY_WAN, comfy_sample, patched_model
+from .comfy_world import LATENT, LORA_STRENGTH, TINY_WAN, comfy_sample, patched_model
 
-LORA_RANK, LORA_ALPHA, LORA_STRENGTH = 4, 2.0, 0.8
-LORA_TARGETS = ["blocks.0.self_attn.q", "blocks.3.ffn.0"]  # a backbone block and a head block (H = 2 of 4)
 
 
 def relative_error(a, b):
@@ -32,26 +27,6 @@ def core_sample(comfy, student, context, seed=5):
     with torch.no_grad():
         latent = generate_tmd(student, context, LATENT, seed=seed)
     return comfy.latent_formats.Wan21().process_out(latent)
-
-
-@pytest.fixture(scope="module")
-def lora(comfy, student_files):
-    """A random LoRA file in ComfyUI's generic key format, and the student with it merged by hand."""
-    import folder_paths
-    folder, student = student_files
-    generator = torch.Generator().manual_seed(9)
-    tensors, merged = {}, copy.deepcopy(student)
-    for target in LORA_TARGETS:
-        weight = merged.wan.get_parameter(f"{target}.weight")
-        up = 0.05 * torch.randn(weight.shape[0], LORA_RANK, generator=generator)
-        down = 0.05 * torch.randn(LORA_RANK, weight.shape[1], generator=generator)
-        key = f"diffusion_model.{target}"
-        tensors |= {f"{key}.lora_up.weight": up, f"{key}.lora_down.weight": down, f"{key}.alpha": torch.tensor(LORA_ALPHA)}
-        with torch.no_grad():
-            weight += LORA_STRENGTH * (LORA_ALPHA / LORA_RANK) * (up @ down)
-    write_safetensors(tensors, folder / "loras" / "tiny_lora.safetensors")
-    folder_paths.add_model_folder_path("loras", str(folder / "loras"))
-    return "tiny_lora.safetensors", merged
 
 
 @pytest.mark.parametrize("order", ["lora then TMD", "TMD then lora"])
