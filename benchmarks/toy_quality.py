@@ -78,7 +78,7 @@ def build_methods(args: argparse.Namespace) -> list[Method]:
         nfe = effective_nfe(outer, meta.inner_steps, student.head_blocks, len(student.wan.blocks))
         return Method(f"TMD M = {outer}, N = {meta.inner_steps}", nfe, lambda caption, seed: decode(generate_tmd(
             student, encode_caption(caption)[None], shape, seed, outer_steps=outer, inner_steps=meta.inner_steps,
-            outer_gamma=meta.outer_gamma, inner_gamma=meta.inner_gamma, disable=True))[0])
+            outer_gamma=meta.outer_gamma, inner_gamma=meta.inner_gamma, inner_form=meta.inner_form, disable=True))[0])
 
     return [teacher_row(args.teacher_steps), teacher_row(2), teacher_row(4), dmd2v_row(1), dmd2v_row(2), tmd_row(1), tmd_row(2)]
 

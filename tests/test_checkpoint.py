@@ -148,6 +148,7 @@ def test_a_plain_wan_file_is_not_a_flow_head(tmp_path, wan):
     ("outer_steps", 0, "trained outer steps M"),
     ("inner_steps", -2, "trained inner steps N"),
     ("inner_gamma", 0.2, "inner γ"),
+    ("inner_form", "y0", "inner form 'y0' is unknown; expected one of y1, ys"),
     ("format_version", 99, "format 99; this version of the pack reads up to 1"),
 ])
 def test_impossible_metadata(tmp_path, student, wan, field, value, match):
@@ -157,6 +158,26 @@ def test_impossible_metadata(tmp_path, student, wan, field, value, match):
     write_safetensors(tensors, tmp_path / "bad.safetensors", {"tmd": json.dumps(fields)})
     with pytest.raises(Exception, match=match):
         load_flow_head(wan, tmp_path / "bad.safetensors")
+
+
+def test_inner_form_travels_in_the_metadata_and_old_files_read_as_y1(tmp_path, student, wan, inputs):
+    """A head saved with "ys" loads as "ys" and load_student hands it to the sampler; a file written before the
+    field existed is today's u = y1 − head."""
+    _, _, context = inputs
+    student = perturb_extras(student)
+    meta = meta_for(student, inner_form="ys")
+    wan_path, head_path = save_student(student, tmp_path / "s.safetensors", tmp_path / "s_head.safetensors", meta)
+    loaded, loaded_meta = load_student(wan_path, head_path)
+    assert loaded_meta.inner_form == "ys"
+    with torch.no_grad():
+        ys = generate_tmd(loaded, context, LATENT, seed=4, inner_form=loaded_meta.inner_form)
+        y1 = generate_tmd(loaded, context, LATENT, seed=4)
+    assert not torch.allclose(ys, y1)
+    tensors, _ = read_flow_head(head_path)
+    fields = json.loads(meta.to_metadata()["tmd"])
+    del fields["inner_form"]
+    write_safetensors(tensors, tmp_path / "old.safetensors", {"tmd": json.dumps(fields)})
+    assert read_flow_head(tmp_path / "old.safetensors")[1].inner_form == "y1"
 
 
 def test_unknown_metadata_field_is_reported(tmp_path, student, wan):

@@ -19,6 +19,7 @@ from torch import nn
 from .errors import CheckpointError
 from .flow_head import FlowHeadExtras, FlowHeadSpec
 from .grids import check_gamma, check_head_blocks, check_step_count
+from .inner_form import DEFAULT_INNER_FORM, check_inner_form
 from .safe_files import read_safetensors, write_safetensors
 from .student import TMDStudent
 from .wan_loading import load_wan, save_wan
@@ -43,6 +44,7 @@ class FlowHeadMeta:
     inner_steps: int = 2  # N it was trained for
     outer_gamma: float = 10.0
     inner_gamma: float = 10.0
+    inner_form: str = DEFAULT_INNER_FORM  # how head_θ becomes u (inner_form.py); files without it are "y1"
     trained_from: str = "untrained"
     format_version: int = FORMAT_VERSION
 
@@ -93,6 +95,7 @@ class FlowHeadMeta:
         check_step_count("trained inner steps N", meta.inner_steps)
         check_gamma("outer γ", meta.outer_gamma)
         check_gamma("inner γ", meta.inner_gamma)
+        check_inner_form(meta.inner_form)
         return meta
 
 

@@ -62,7 +62,7 @@ def sample(args: argparse.Namespace) -> tuple[torch.Tensor, str, float]:
     outer, inner = args.outer_steps or meta.outer_steps, args.inner_steps or meta.inner_steps
     with torch.no_grad():
         latent = generate_tmd(student, context, shape, args.seed, outer_steps=outer, inner_steps=inner,
-                              outer_gamma=meta.outer_gamma, inner_gamma=meta.inner_gamma)
+                              outer_gamma=meta.outer_gamma, inner_gamma=meta.inner_gamma, inner_form=meta.inner_form)
     nfe = effective_nfe(outer, inner, student.head_blocks, len(student.wan.blocks))
     return latent, f"TMD student, M = {outer}, N = {inner}", nfe
 

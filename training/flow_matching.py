@@ -19,13 +19,14 @@ from .times import noised, shifted_uniform
 
 class FlowMatching(Algorithm):
     stage = "fm"
+    exported_role = "model"
     log_keys = ("loss",)
 
     def __init__(self, config: TrainConfig, env: Env):
         super().__init__(config, env)
         initial = load_teacher(config.model, env.device, torch.float32)
         self.wan_config = initial.config
-        self.add_role("model", initial_wan_student(config.model, initial), config.optim.lr)
+        self.add_role("model", initial_wan_student(config.model, initial), self.optim.lr)
         self.finish_setup()
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:

@@ -56,6 +56,9 @@ def initial_student(model: ModelConfig, teacher: WanDiT) -> TMDStudent:
                                  device=str(teacher.patch_embedding.weight.device))
     if meta.spec != flow_head_spec(model):
         raise TrainingConfigError(f"{folder / HEAD_FILE} holds a head {meta.spec}, the config asks for {flow_head_spec(model)}.")
+    if meta.inner_form != model.inner_form:
+        raise TrainingConfigError(f"{folder / HEAD_FILE} was trained with inner form {meta.inner_form!r}, the config "
+                                  f"asks for {model.inner_form!r}.")
     if student.wan.config != teacher.config:
         raise TrainingConfigError(f"{folder / STUDENT_FILE} holds a {student.wan.config.describe()}, the teacher is a "
                                   f"{teacher.config.describe()}.")

@@ -60,7 +60,8 @@ def make_data(folder: Path, count: int = CLIPS) -> list[str]:
 
 def run_stage(stage: str, out: Path, shards: list[str], scale: float) -> Path:
     iterations, lr, start = PLAN[stage]
-    overrides = {"data.shards": shards, "run.iterations": max(1, round(iterations * scale)), "optim.lr": lr,
+    section = {"1": "stage1", "2": "stage2", "dmd2v": "stage2", "fm": "flow_matching"}[stage]
+    overrides = {"data.shards": shards, "run.iterations": max(1, round(iterations * scale)), f"{section}.optim.lr": lr,
                  "run.checkpoint_every": max(1, round(100 * scale))}
     if stage != "fm":
         overrides["model.teacher"] = str(out / "fm" / "export" / STUDENT_FILE)

@@ -27,7 +27,7 @@ def test_tmd_export_loads_in_the_core_and_samples(short, env, tmp_path):
     context = torch.randn(1, TEXT_LEN, 4096)
     with torch.no_grad():
         latent = generate_tmd(student, context, (1, *SHARD_LATENT), seed=0, outer_steps=meta.outer_steps,
-                              inner_steps=meta.inner_steps)
+                              inner_steps=meta.inner_steps, inner_form=meta.inner_form)
     assert latent.shape == (1, *SHARD_LATENT) and torch.isfinite(latent).all()
     # The export is the trained student, not the teacher: the extras left their zero initialisation.
     assert student.extras.fusion.out.weight.abs().sum() > 0
