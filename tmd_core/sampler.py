@@ -162,13 +162,14 @@ class CFGDenoiser:
     """k-diffusion denoiser of a Wan velocity model with classifier-free guidance.
 
     `batch_cfg=True` runs cond and uncond as one batch (as ComfyUI does); False runs two passes (as
-    official Wan does, halving peak activation memory).
+    official Wan does, halving peak activation memory). `skip_blocks` makes it skip-layer guidance: the
+    unconditional pass leaves those blocks out (this pack's WanDiT only), so it takes two passes.
     """
 
     def __init__(self, wan: nn.Module, context: torch.Tensor, negative_context: torch.Tensor | None, cfg: float = 5.0,
-                 batch_cfg: bool = True):
+                 batch_cfg: bool = True, skip_blocks: tuple[int, ...] = ()):
         self.wan, self.context, self.negative_context, self.cfg = wan, context, negative_context, cfg
-        self.batch_cfg = batch_cfg
+        self.batch_cfg, self.skip_blocks = batch_cfg and not skip_blocks, tuple(skip_blocks)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_) -> torch.Tensor:
         t = 1000.0 * sigma
@@ -179,7 +180,9 @@ class CFGDenoiser:
                 cond, uncond = self.wan(torch.cat([x, x]), torch.cat([t, t]),
                                         torch.cat([self.context, self.negative_context])).chunk(2)
             else:
-                cond, uncond = self.wan(x, t, self.context), self.wan(x, t, self.negative_context)
+                # the keyword only when set: ComfyUI's WanModel has no such argument
+                uncond_kwargs = {"skip_blocks": self.skip_blocks} if self.skip_blocks else {}
+                cond, uncond = self.wan(x, t, self.context), self.wan(x, t, self.negative_context, **uncond_kwargs)
             velocity = uncond + self.cfg * (cond - uncond)
         return _denoised(x, sigma, velocity)
 
@@ -207,10 +210,11 @@ def generate_tmd(student: TMDStudent, context: torch.Tensor, latent_shape: tuple
 
 def generate_teacher(wan: nn.Module, context: torch.Tensor, negative_context: torch.Tensor | None,
                      latent_shape: tuple[int, ...], seed: int, steps: int = 50, cfg: float = 5.0, shift: float = 5.0,
-                     batch_cfg: bool = True, callback: Callback | None = None, disable: bool | None = None) -> torch.Tensor:
-    """The teacher's Euler sampler with CFG on Wan's shifted schedule."""
+                     batch_cfg: bool = True, callback: Callback | None = None, disable: bool | None = None,
+                     skip_blocks: tuple[int, ...] = ()) -> torch.Tensor:
+    """The teacher's Euler sampler with CFG on Wan's shifted schedule (skip-layer guidance with `skip_blocks`)."""
     sigmas = teacher_sigmas(steps, shift).to(context.device)
     noise, _ = seeded_noise(latent_shape, seed)
     x = noise.to(context.device, context.dtype)
-    denoiser = CFGDenoiser(wan, context, negative_context, cfg, batch_cfg)
+    denoiser = CFGDenoiser(wan, context, negative_context, cfg, batch_cfg, skip_blocks)
     return sample_euler(denoiser, x, sigmas, callback=callback, disable=disable)

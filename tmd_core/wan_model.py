@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import LatentShapeError
+from .errors import LatentShapeError, SamplingConfigError
 from .wan_config import WanConfig
 from .wan_layers import WanBlock, WanHead, rope_table, sinusoidal_embedding
 
@@ -84,14 +84,21 @@ class WanDiT(nn.Module):
     # ---- the plain forward ---------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor,
-                transformer_options: dict | None = None) -> torch.Tensor:
-        """Velocity v = noise - data. x [B, C, T, H, W], timestep [B] = 1000·t, context [B, S, 4096]."""
+                transformer_options: dict | None = None, skip_blocks: tuple[int, ...] = ()) -> torch.Tensor:
+        """Velocity v = noise - data. x [B, C, T, H, W], timestep [B] = 1000·t, context [B, S, 4096].
+
+        `skip_blocks` leaves those blocks out (skip-layer guidance runs its unconditional pass that way)."""
         check_inputs(self, x, context)
+        for index in skip_blocks:
+            if not 0 <= index < len(self.blocks):
+                raise SamplingConfigError(f"skip block {index} does not exist in a {len(self.blocks)}-block Wan.")
         e, e0 = embed_time(self, timestep, x.dtype)
         tokens = embed_tokens(self, x)  # [B, L, dim]
         ctx = self.text_embedding(context)  # [B, S, dim]
         freqs = rope_for(self, x)
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks):
+            if index in skip_blocks:
+                continue
             tokens = block(tokens, e=e0, freqs=freqs, context=ctx, context_img_len=None,
                            transformer_options=transformer_options)
         return self.unpatchify(self.head(tokens, e), patch_grid(self, x.shape[2:]))  # [B, C, T, H, W]
