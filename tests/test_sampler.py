@@ -70,7 +70,7 @@ def test_cached_and_recomputed_features_give_identical_inner_steps(trained, inpu
         y1 = torch.randn_like(x)
         a = inner_rollout(trained, cached, y1, times, denoiser.inner_grid)
         fresh_times = [trained.head_time(torch.full_like(t, s), torch.full_like(t, r), x.dtype)
-                       for s, r in zip(denoiser.inner_grid[:-1], denoiser.inner_grid[1:])]
+                       for s, r in zip(denoiser.inner_grid[:-1], denoiser.inner_grid[1:], strict=True)]
         b = inner_rollout(trained, fresh, y1, fresh_times, denoiser.inner_grid)
     assert torch.equal(cached.tokens, fresh.tokens)
     assert torch.equal(a, b)
@@ -204,7 +204,7 @@ def test_teacher_sampler_is_plain_euler(wan, inputs):
         ours = generate_teacher(wan, context, negative, LATENT, seed=2, steps=3, cfg=4.0, shift=3.0)
         x = torch.randn(LATENT, generator=torch.Generator().manual_seed(2))
         sig = teacher_sigmas(3, 3.0).tolist()
-        for a, b in zip(sig[:-1], sig[1:]):
+        for a, b in zip(sig[:-1], sig[1:], strict=True):
             tt = torch.full((LATENT[0],), a)
             c, u = wan(x, 1000 * tt, context), wan(x, 1000 * tt, negative)
             x = x - (a - b) * (u + 4.0 * (c - u))

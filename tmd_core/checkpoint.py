@@ -71,7 +71,8 @@ class FlowHeadMeta:
             )
         if self.num_heads != wan.blocks[0].self_attn.num_heads:
             raise CheckpointError(
-                f"flow head is for a Wan with {self.num_heads} attention heads, the model has {wan.blocks[0].self_attn.num_heads}."
+                f"flow head is for a Wan with {self.num_heads} attention heads, the model has "
+                f"{wan.blocks[0].self_attn.num_heads}."
             )
 
     def to_metadata(self) -> dict[str, str]:
@@ -88,7 +89,8 @@ class FlowHeadMeta:
             raise CheckpointError(f"{source} has unreadable TMD metadata ({err}).") from err
         if meta.format_version > FORMAT_VERSION:
             raise CheckpointError(
-                f"{source} uses flow-head format {meta.format_version}; this version of the pack reads up to {FORMAT_VERSION}."
+                f"{source} uses flow-head format {meta.format_version}; this version of the pack reads up to "
+                f"{FORMAT_VERSION}."
             )
         check_head_blocks(meta.head_blocks, meta.num_layers)
         check_step_count("trained outer steps M", meta.outer_steps)
@@ -129,7 +131,8 @@ def build_extras(wan: nn.Module, tensors: dict[str, torch.Tensor], meta: FlowHea
         raise CheckpointError(f"{source} {what} for a {meta.fusion}-fusion head.")
     for key, tensor in expected.items():
         if tensors[key].shape != tensor.shape:
-            raise CheckpointError(f"{source} has {key} of shape {tuple(tensors[key].shape)}, expected {tuple(tensor.shape)}.")
+            raise CheckpointError(f"{source} has {key} of shape {tuple(tensors[key].shape)}, "
+                                  f"expected {tuple(tensor.shape)}.")
     extras.load_state_dict(tensors)
     return extras
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Sampling: the TMD outer/inner loops (tmd-method §6, Algorithm 1 with the sign-corrected flow map).
+"""Sampling: the TMD outer/inner loops (the paper's Algorithm 1, with the flow map's sign corrected).
 
 Samplers follow k-diffusion: `sampler(model, x, sigmas, extra_args, callback, disable)` where `model`
 is a denoiser returning x0. A TMD outer step is an Euler step whose velocity is the inner flow's
@@ -45,7 +45,8 @@ def sample_euler(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_a
         velocity = (x - denoised) / sigma
         x = x + velocity * (sigma_next - sigma)
         if not torch.isfinite(x).all():
-            raise NonFiniteError(f"sampling produced NaN or inf values at step {i + 1} of {steps} (σ = {float(sigma):.4f}).")
+            raise NonFiniteError(f"sampling produced NaN or inf values at step {i + 1} of {steps} "
+                                 f"(σ = {float(sigma):.4f}).")
         if callback is not None:
             callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
         if not disable and sys.stderr.isatty():
@@ -60,7 +61,7 @@ def inner_rollout(student: TMDStudent, features: BackboneFeatures, y1: torch.Ten
     grid[j] -> grid[j + 1]); returns ŷ ≈ x1 − x. No host synchronisation."""
     y = y1.clone()
     steps = len(grid) - 1
-    for j, (time, s, r) in enumerate(zip(times, grid[:-1], grid[1:])):
+    for j, (time, s, r) in enumerate(zip(times, grid[:-1], grid[1:], strict=True)):
         if interrupt is not None:
             interrupt()
         y = flow_map_step(y, student.head(features, y, time, transformer_options), y1, s, r, inner_form)
@@ -105,7 +106,7 @@ class InnerFlow:
             batch, grid = x.shape[0], self.inner_grid
             times = [self.student.head_time(torch.full((batch,), s, device=x.device, dtype=torch.float32),
                                             torch.full((batch,), r, device=x.device, dtype=torch.float32), x.dtype)
-                     for s, r in zip(grid[:-1], grid[1:])]
+                     for s, r in zip(grid[:-1], grid[1:], strict=True)]
             self._cache = {key: (rope_for(self.student.wan, x), times)}
             self._graph = None  # it reads the replaced RoPE table and times
         return self._cache[key]
@@ -141,7 +142,8 @@ class TMDDenoiser(InnerFlow):
                  generator: torch.Generator | None = None, inner_callback: Callback | None = None,
                  interrupt: Callable[[], None] | None = None, cuda_graph: bool = False,
                  inner_form: str = DEFAULT_INNER_FORM):
-        super().__init__(student, inner_steps, inner_gamma, generator, inner_callback, interrupt, cuda_graph, inner_form)
+        super().__init__(student, inner_steps, inner_gamma, generator, inner_callback, interrupt, cuda_graph,
+                         inner_form)
         self.context = context
         self._embedded: dict[tuple, torch.Tensor] = {}
 

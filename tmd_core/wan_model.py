@@ -23,7 +23,7 @@ def check_inputs(wan: nn.Module, x: torch.Tensor, context: torch.Tensor) -> None
         raise LatentShapeError(
             f"latent has shape {tuple(x.shape)}, expected [batch, {in_dim}, frames, height, width] for this Wan model."
         )
-    for name, size, patch in zip(("frames", "height", "width"), x.shape[2:], wan.patch_size):
+    for name, size, patch in zip(("frames", "height", "width"), x.shape[2:], wan.patch_size, strict=True):
         if size % patch:
             raise LatentShapeError(f"latent {name} {size} is not a multiple of the patch size {patch}.")
     if context.ndim != 3 or context.shape[-1] != text_dim or context.shape[0] != x.shape[0]:
@@ -51,7 +51,7 @@ def rope_for(wan: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def patch_grid(wan: nn.Module, latent_shape: tuple[int, ...]) -> tuple[int, int, int]:
     """(T, H, W) of a latent -> (T, H, W) of its patch grid."""
-    return tuple(size // patch for size, patch in zip(latent_shape, wan.patch_size))
+    return tuple(size // patch for size, patch in zip(latent_shape, wan.patch_size, strict=True))
 
 
 class WanDiT(nn.Module):
@@ -61,7 +61,8 @@ class WanDiT(nn.Module):
         self.config = c
         self.dim, self.freq_dim, self.patch_size = c.dim, c.freq_dim, c.patch_size
         self.patch_embedding = nn.Conv3d(c.in_dim, c.dim, kernel_size=c.patch_size, stride=c.patch_size)
-        self.text_embedding = nn.Sequential(nn.Linear(c.text_dim, c.dim), nn.GELU(approximate="tanh"), nn.Linear(c.dim, c.dim))
+        self.text_embedding = nn.Sequential(nn.Linear(c.text_dim, c.dim), nn.GELU(approximate="tanh"),
+                                            nn.Linear(c.dim, c.dim))
         self.time_embedding = nn.Sequential(nn.Linear(c.freq_dim, c.dim), nn.SiLU(), nn.Linear(c.dim, c.dim))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, 6 * c.dim))
         self.blocks = nn.ModuleList(WanBlock(c.dim, c.ffn_dim, c.num_heads, c.eps) for _ in range(c.num_layers))

@@ -35,7 +35,8 @@ def make_optimizer(module: nn.Module, optim: OptimConfig, lr: float) -> torch.op
 
 def make_scheduler(optimizer: torch.optim.Optimizer, warmup_iters: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over `warmup_iters` updates of this role, then constant (the paper states no schedule)."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda n: min(1.0, (n + 1) / warmup_iters) if warmup_iters else 1.0)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                             lambda n: min(1.0, (n + 1) / warmup_iters) if warmup_iters else 1.0)
 
 
 class Algorithm:

@@ -130,7 +130,8 @@ def load_checkpoint(folder: Path, algo: Algorithm) -> tuple[int, dict]:
     """Restore every role, optimiser, schedule and this rank's RNG; returns (iteration, data position)."""
     trainer = json.loads((folder / "trainer.json").read_text())
     if trainer.get("format") != FORMAT:
-        raise TrainingConfigError(f"{folder} has checkpoint format {trainer.get('format')!r}, this version reads {FORMAT}.")
+        raise TrainingConfigError(f"{folder} has checkpoint format {trainer.get('format')!r}, "
+                                  f"this version reads {FORMAT}.")
     if trainer["stage"] != algo.stage:
         raise TrainingConfigError(f"{folder} is a stage {trainer['stage']} checkpoint, this run is stage {algo.stage}.")
     if trainer["fingerprint"] != algo.config.fingerprint(algo.stage):

@@ -27,7 +27,7 @@ STAGES = ("1", "2", "dmd2v", "fm", "kd")
 @dataclasses.dataclass
 class ModelConfig:
     teacher: str | None = None  # Wan2.1 T2V diffusion-model file; None = a random `wan` (smoke tests only)
-    wan: str | None = "tiny"  # named size (tmd_core.NAMED_CONFIGS): of the random teacher, else checked against the file
+    wan: str | None = "tiny"  # named size (tmd_core.NAMED_CONFIGS) of the random teacher, else checked against the file
     teacher_seed: int = 0  # seed of that random teacher
     head_blocks: int = 5  # H (paper: 5 for both 1.3B and 14B)
     fusion: str = "gated"  # paper default; "concat" is the App. B.3 alternative
@@ -35,7 +35,7 @@ class ModelConfig:
     inner_steps: int = 2  # N (TMD-N2H5 for 1.3B, N4H5 for 14B)
     outer_gamma: float = 10.0  # γ of the student's outer grid t_student
     inner_gamma: float = 10.0  # γ of the inner grid s_student
-    inner_form: str = DEFAULT_INNER_FORM  # u = y1 − head ("y1", Eq. 14) or (y_s − head)/s ("ys"); tmd_core/inner_form.py
+    inner_form: str = DEFAULT_INNER_FORM  # u = y1 − head ("y1", Eq. 14) or (y_s − head)/s ("ys"); see inner_form.py
     init_student: str | None = None  # stage 2: folder with student.safetensors (+ student_head.safetensors) from export
 
 
@@ -43,7 +43,8 @@ class ModelConfig:
 class DataConfig:
     shards: list[str] = dataclasses.field(default_factory=list)  # shard files or globs (training/shards.py)
     batch_size: int = 64  # global batch over all processes (paper: 64)
-    latent_shape: list[int] = dataclasses.field(default_factory=lambda: [16, 21, 60, 104])  # [C, T, H, W]; 480p 81 frames
+    # [C, T, H, W]; 480p 81 frames
+    latent_shape: list[int] = dataclasses.field(default_factory=lambda: [16, 21, 60, 104])
     text_len: int = 512  # umT5 tokens per prompt (Wan pads to 512)
 
 
@@ -192,7 +193,8 @@ def _build(cls, values: dict, where: str, base=None):
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise TrainingConfigError(f"config key {where}{unknown[0]} is unknown; {cls.__name__} has {', '.join(sorted(known))}.")
+        raise TrainingConfigError(f"config key {where}{unknown[0]} is unknown; {cls.__name__} has "
+                                  f"{', '.join(sorted(known))}.")
     base = cls() if base is None else base
     kwargs = {}
     for key, value in values.items():

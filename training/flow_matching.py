@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Flow-matching training of a Wan teacher (the toy world's teacher, issue 5; also fine-tuning a real one).
+"""Flow-matching training of a Wan teacher (the toy world's teacher; also fine-tuning a real one).
 
 Roles: `model` (a Wan, every parameter trained), started from `model.teacher` (or a random `model.wan`).
 Loss: MSE(v_θ(x_t, t, c), x1 − x) with x_t = (1 − t)x + t·x1, t = shift_γ(U[0.001, 0.999]), and a

@@ -13,7 +13,7 @@ Making embeddings for real Wan (this pack ships no downloader): encode each prom
 encoder that Wan2.1 uses and keep the last hidden state, [tokens, 4096], padded with zeros to 512.
 Either run the official Wan2.1 repository's T5 encoder (`umt5-xxl-enc-bf16.pth`, text_len 512), or
 in ComfyUI load `umt5_xxl_fp8_e4m3fn_scaled.safetensors` with CLIPLoader (type "wan"), encode with
-CLIPTextEncode and save the conditioning tensor. The negative prompt is Wan's default (tmd-method §4.3).
+CLIPTextEncode and save the conditioning tensor. The negative prompt is Wan's default (the paper's Table 8).
 Latents come from the Wan2.1 VAE, or from the teacher itself through `make_data` (the paper trains on
 teacher-generated videos).
 
@@ -48,7 +48,8 @@ def write_shard(path: str | os.PathLike, latents: torch.Tensor, context: torch.T
         raise ShardError(f"a shard needs latents [N, C, T, H, W] and context [N, L, D] with equal N, "
                          f"got {tuple(latents.shape)} and {tuple(context.shape)}.")
     if negative_context.shape != (1, *context.shape[1:]):
-        raise ShardError(f"negative_context has shape {tuple(negative_context.shape)}, expected {(1, *context.shape[1:])}.")
+        raise ShardError(f"negative_context has shape {tuple(negative_context.shape)}, "
+                         f"expected {(1, *context.shape[1:])}.")
     if noise is not None and noise.shape != latents.shape:
         raise ShardError(f"noise has shape {tuple(noise.shape)}, expected the latents' {tuple(latents.shape)}.")
     meta = {"version": SHARD_VERSION, "count": latents.shape[0], "prompts": prompts or [], "source": source}
@@ -100,7 +101,7 @@ class ShardReader:
         shapes = [_inspect(p) for p in self.paths]
         self.rows = [n for n, _, _ in shapes]
         first = self.paths[0]
-        for path, (_, lat, tokens) in zip(self.paths, shapes):
+        for path, (_, lat, tokens) in zip(self.paths, shapes, strict=True):
             if (lat, tokens) != shapes[0][1:]:
                 raise ShardError(f"shard {path} holds latents {list(lat)} with {tokens} text tokens, but {first} "
                                  f"holds {list(shapes[0][1])} with {shapes[0][2]}.")

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Stage 1: transition-matching pretraining of the flow head with MeanFlow (TM-MF, the paper's Sec. 3.2, App. A.2).
+"""Stage 1: transition-matching pretraining of the flow head with MeanFlow (TM-MF, the paper's Eqs. 8–10, App. A.2).
 
 Roles: `student` (TMDStudent, every parameter trained, the backbone is not detached). No teacher network
 is needed: the targets come from the data and, for CFG, from the student's own negative-prompt velocity.
@@ -62,7 +62,8 @@ class TMMeanFlow(Algorithm):
         self.add_role("student", initial_student(m, teacher), self.optim.lr)
         del teacher  # stage 1 needs no frozen network
         self.finish_setup()
-        self.outer_grid, self.inner_grid = tmd_grid(m.outer_steps, m.outer_gamma), tmd_grid(m.inner_steps, m.inner_gamma)
+        self.outer_grid = tmd_grid(m.outer_steps, m.outer_gamma)
+        self.inner_grid = tmd_grid(m.inner_steps, m.inner_gamma)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """The TM-MF loss of one batch (graph attached) and its log values."""

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Stage 2: DMD2-v distillation (tmd-method §5), with the TMD flow-head rollout or as the plain baseline.
+"""Stage 2: DMD2-v distillation (Eqs. 11, 15, App. A.3), with the TMD flow-head rollout or as the plain baseline.
 
 Roles: `student` (trainable), `teacher` (frozen real score, CFG 5 with the negative prompt),
 `fake_score` (a trainable copy of the teacher, x0-parametrised, learns the student's samples) and
@@ -10,7 +10,7 @@ and the discriminator each take one (one backward, disjoint graphs). Student inp
 x_{t_i} noised real data (no outer backward simulation; pure noise t·x1 at the grid top). TMD: backbone
 once, then all N head steps with gradients (`inner_rollout`, the sampler's own loop). The student's
 sample is x̂ = x_t − t·ŷ by default ("denoised": what the sampler computes, and the baseline's form),
-or Eq. 15's literal x1 − ŷ ("eq15"); the paper leaves the choice to experiment (tmd-method §5.1).
+or Eq. 15's literal x1 − ŷ ("eq15"); the paper leaves the choice open.
 DMD noise: t ~ shift_5(U[0.001, 0.999]), one noise ε shared by the fake sample and the discriminator's
 real sample (FastGen's `gan_use_same_t_noise`).
 """
@@ -48,7 +48,7 @@ def _tmd_rollout(student: TMDStudent, x_t, t, context, y1, inner_grid: list[floa
     """ŷ of one outer step: backbone once, N head steps from y1, gradients through all of them when enabled."""
     features = student.backbone(x_t, t, context)
     times = [student.head_time(torch.full_like(t, s), torch.full_like(t, r), x_t.dtype)
-             for s, r in zip(inner_grid[:-1], inner_grid[1:])]
+             for s, r in zip(inner_grid[:-1], inner_grid[1:], strict=True)]
     return inner_rollout(student, features, y1, times, inner_grid, inner_form=inner_form)
 
 
