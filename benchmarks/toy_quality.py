@@ -51,7 +51,8 @@ class Method:
     sample: Sampler
 
 
-def generate_plain(wan: torch.nn.Module, context: torch.Tensor, shape: tuple[int, ...], seed: int, steps: int) -> torch.Tensor:
+def generate_plain(wan: torch.nn.Module, context: torch.Tensor, shape: tuple[int, ...], seed: int,
+                   steps: int) -> torch.Tensor:
     """A plain Wan student (DMD2-v): Euler without CFG on the TMD outer grid; latent of `shape`."""
     sigmas = tmd_sigmas(steps)
     noise, _ = seeded_noise(shape, seed)
@@ -78,21 +79,24 @@ def build_methods(args: argparse.Namespace) -> list[Method]:
         nfe = effective_nfe(outer, meta.inner_steps, student.head_blocks, len(student.wan.blocks))
         return Method(f"TMD M = {outer}, N = {meta.inner_steps}", nfe, lambda caption, seed: decode(generate_tmd(
             student, encode_caption(caption)[None], shape, seed, outer_steps=outer, inner_steps=meta.inner_steps,
-            outer_gamma=meta.outer_gamma, inner_gamma=meta.inner_gamma, disable=True))[0])
+            outer_gamma=meta.outer_gamma, inner_gamma=meta.inner_gamma, inner_form=meta.inner_form, disable=True))[0])
 
-    return [teacher_row(args.teacher_steps), teacher_row(2), teacher_row(4), dmd2v_row(1), dmd2v_row(2), tmd_row(1), tmd_row(2)]
+    return [teacher_row(args.teacher_steps), teacher_row(2), teacher_row(4), dmd2v_row(1), dmd2v_row(2), tmd_row(1),
+            tmd_row(2)]
 
 
 def real_method() -> Method:
     """Real clips of the caption (seeds disjoint from the held-out reference set)."""
-    return Method("real clips (reference)", 0.0, lambda caption, seed: make_clips(1, REAL_SEED + seed, caption)[0].frames)
+    return Method("real clips (reference)", 0.0,
+                  lambda caption, seed: make_clips(1, REAL_SEED + seed, caption)[0].frames)
 
 
 def evaluate(method: Method, captions: list[str], clips: int, held_out: list) -> tuple[dict, list[torch.Tensor]]:
     """The method's metrics over `clips` seeds per caption, and clip 0's frames per caption."""
     start = time.perf_counter()
     with torch.no_grad():
-        frames = {c: torch.stack([method.sample(c, seed) for seed in range(clips)]) for c in captions}  # [K, T, H, W, 3]
+        # [K, T, H, W, 3] per caption
+        frames = {c: torch.stack([method.sample(c, seed) for seed in range(clips)]) for c in captions}
     seconds = time.perf_counter() - start
     detections = {c: [detect(f) for f in frames[c]] for c in captions}
     flat = [d for c in captions for d in detections[c]]
@@ -113,7 +117,8 @@ def rate_with_interval(rate: float, interval: tuple[float, float]) -> str:
 
 
 def markdown(results: list[dict]) -> str:
-    head = ("| method | NFE | adherence (all) | colour | shape | direction | Fréchet ↓ | area change ↓ | colour change ↓ "
+    head = ("| method | NFE | adherence (all) | colour | shape | direction | Fréchet ↓ | area change ↓ "
+            "| colour change ↓ "
             "| motion jitter ↓ | start spread (px) | mode collapse ↓ | s / clip |")
     rows = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in results:
@@ -148,7 +153,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tmd-head", default=str(checkpoints.TMD_HEAD))
     parser.add_argument("--dmd2v", default=str(checkpoints.DMD2V_STUDENT))
     parser.add_argument("--clips", type=int, default=8, help="clips (seeds) per prompt")
-    parser.add_argument("--prompts", type=int, default=16, help="captions cycling colour, shape and direction; 16 × 8 clips give 95 %% intervals of ±0.03–0.09")
+    parser.add_argument("--prompts", type=int, default=16, help="captions cycling colour, shape and direction; "
+                        "16 × 8 clips give 95 %% intervals of ±0.03–0.09")
     parser.add_argument("--teacher-steps", type=int, default=50)
     parser.add_argument("--cfg", type=float, default=5.0)
     parser.add_argument("--shift", type=float, default=5.0)

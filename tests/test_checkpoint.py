@@ -27,7 +27,8 @@ def test_student_round_trip_samples_identically(tmp_path, student, inputs):
     _, _, context = inputs
     student = perturb_extras(student)
     meta = meta_for(student, outer_steps=1, inner_steps=4, trained_from="toy teacher, stage 2 step 800")
-    wan_path, head_path = save_student(student, tmp_path / "student.safetensors", tmp_path / "student_head.safetensors", meta)
+    wan_path, head_path = save_student(student, tmp_path / "student.safetensors", tmp_path / "student_head.safetensors",
+                                       meta)
     loaded, loaded_meta = load_student(wan_path, head_path)
     assert loaded_meta == meta
     assert loaded_meta.inner_steps == 4 and loaded_meta.trained_from.startswith("toy teacher")
@@ -52,15 +53,18 @@ def test_concat_head_round_trip(tmp_path, wan, inputs):
     path = saved_head(tmp_path, student)
     loaded, meta = load_flow_head(random_wan(), path)
     assert meta.fusion == "concat" and loaded.head_blocks == 3
-    for a, b in zip(student.extras.state_dict().values(), loaded.extras.state_dict().values()):
+    for a, b in zip(student.extras.state_dict().values(), loaded.extras.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("config, message", [
-    (WanConfig(dim=64, ffn_dim=96, num_heads=2, num_layers=8), "flow head is for a 6-layer dim-64 Wan, the model is 8-layer dim-64"),
-    (WanConfig(dim=128, ffn_dim=96, num_heads=2, num_layers=6), "flow head is for a 6-layer dim-64 Wan, the model is 6-layer dim-128"),
+    (WanConfig(dim=64, ffn_dim=96, num_heads=2, num_layers=8),
+     "flow head is for a 6-layer dim-64 Wan, the model is 8-layer dim-64"),
+    (WanConfig(dim=128, ffn_dim=96, num_heads=2, num_layers=6),
+     "flow head is for a 6-layer dim-64 Wan, the model is 6-layer dim-128"),
     (WanConfig(dim=64, ffn_dim=96, num_heads=4, num_layers=6), "for a Wan with 2 attention heads, the model has 4"),
-    (WanConfig(dim=64, ffn_dim=96, num_heads=2, num_layers=6, in_dim=36), "16 in / 16 out latent channels, the model has 36 / 16"),
+    (WanConfig(dim=64, ffn_dim=96, num_heads=2, num_layers=6, in_dim=36),
+     "16 in / 16 out latent channels, the model has 36 / 16"),
 ])
 def test_head_for_another_model_is_refused(tmp_path, student, config, message):
     path = saved_head(tmp_path, student)
@@ -148,6 +152,7 @@ def test_a_plain_wan_file_is_not_a_flow_head(tmp_path, wan):
     ("outer_steps", 0, "trained outer steps M"),
     ("inner_steps", -2, "trained inner steps N"),
     ("inner_gamma", 0.2, "inner γ"),
+    ("inner_form", "y0", "inner form 'y0' is unknown; expected one of y1, ys"),
     ("format_version", 99, "format 99; this version of the pack reads up to 1"),
 ])
 def test_impossible_metadata(tmp_path, student, wan, field, value, match):
@@ -157,6 +162,26 @@ def test_impossible_metadata(tmp_path, student, wan, field, value, match):
     write_safetensors(tensors, tmp_path / "bad.safetensors", {"tmd": json.dumps(fields)})
     with pytest.raises(Exception, match=match):
         load_flow_head(wan, tmp_path / "bad.safetensors")
+
+
+def test_inner_form_travels_in_the_metadata_and_old_files_read_as_y1(tmp_path, student, wan, inputs):
+    """A head saved with "ys" loads as "ys" and load_student hands it to the sampler; a file written before the
+    field existed is today's u = y1 − head."""
+    _, _, context = inputs
+    student = perturb_extras(student)
+    meta = meta_for(student, inner_form="ys")
+    wan_path, head_path = save_student(student, tmp_path / "s.safetensors", tmp_path / "s_head.safetensors", meta)
+    loaded, loaded_meta = load_student(wan_path, head_path)
+    assert loaded_meta.inner_form == "ys"
+    with torch.no_grad():
+        ys = generate_tmd(loaded, context, LATENT, seed=4, inner_form=loaded_meta.inner_form)
+        y1 = generate_tmd(loaded, context, LATENT, seed=4)
+    assert not torch.allclose(ys, y1)
+    tensors, _ = read_flow_head(head_path)
+    fields = json.loads(meta.to_metadata()["tmd"])
+    del fields["inner_form"]
+    write_safetensors(tensors, tmp_path / "old.safetensors", {"tmd": json.dumps(fields)})
+    assert read_flow_head(tmp_path / "old.safetensors")[1].inner_form == "y1"
 
 
 def test_unknown_metadata_field_is_reported(tmp_path, student, wan):
@@ -170,7 +195,7 @@ def test_unknown_metadata_field_is_reported(tmp_path, student, wan):
 def test_atomic_write_keeps_the_old_file_when_saving_fails(tmp_path, student):
     path = saved_head(tmp_path, student)
     before = path.read_bytes()
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):  # a str has no tensor attributes
         write_safetensors({"bad": "not a tensor"}, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["head.safetensors"]  # no temporary left behind

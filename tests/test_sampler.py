@@ -17,8 +17,9 @@ def trained(student):
     return perturb_extras(student)
 
 
-def algorithm_1(student, context, shape, seed, m, n):
-    """tmd-method §6 written out literally, recomputing everything at every step (fresh y1 per outer step)."""
+def algorithm_1(student, context, shape, seed, m, n, form="y1"):
+    """The paper's Algorithm 1 (flow-map sign corrected) written out literally, recomputing everything at every step
+    (fresh y1 per outer step); `form` "ys" replaces Eq. 14's u = y1 − head by u = (y_s − head)/s."""
     g = torch.Generator().manual_seed(seed)
     t, s = tmd_grid(m), tmd_grid(n)
     x = t[0] * torch.randn(shape, generator=g)
@@ -29,18 +30,20 @@ def algorithm_1(student, context, shape, seed, m, n):
         y = y1
         for j in range(n):
             time = student.head_time(torch.full((batch,), s[j]), torch.full((batch,), s[j + 1]), x.dtype)
-            u = y1 - student.head(features, y, time)
+            head = student.head(features, y, time)
+            u = y1 - head if form == "y1" else (y - head) / s[j]
             y = y - (s[j] - s[j + 1]) * u
         x = x - (t[i] - t[i + 1]) * y
     return x
 
 
+@pytest.mark.parametrize("form", ["y1", "ys"])
 @pytest.mark.parametrize("m, n", [(1, 1), (1, 2), (2, 2), (2, 4), (3, 2)])
-def test_sampler_equals_algorithm_1(trained, inputs, m, n):
+def test_sampler_equals_algorithm_1(trained, inputs, m, n, form):
     _, _, context = inputs
     with torch.no_grad():
-        ours = generate_tmd(trained, context, LATENT, seed=11, outer_steps=m, inner_steps=n)
-        ref = algorithm_1(trained, context, LATENT, seed=11, m=m, n=n)
+        ours = generate_tmd(trained, context, LATENT, seed=11, outer_steps=m, inner_steps=n, inner_form=form)
+        ref = algorithm_1(trained, context, LATENT, seed=11, m=m, n=n, form=form)
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
 
 
@@ -65,11 +68,10 @@ def test_cached_and_recomputed_features_give_identical_inner_steps(trained, inpu
         cached = trained.backbone(x, t, context, embedded_context=embedded, freqs=freqs)
         fresh = trained.backbone(x, t, context)
         y1 = torch.randn_like(x)
-        steps = denoiser.inner_step_sizes
-        a = inner_rollout(trained, cached, y1, times, steps)
+        a = inner_rollout(trained, cached, y1, times, denoiser.inner_grid)
         fresh_times = [trained.head_time(torch.full_like(t, s), torch.full_like(t, r), x.dtype)
-                       for s, r in zip(denoiser.inner_grid[:-1], denoiser.inner_grid[1:])]
-        b = inner_rollout(trained, fresh, y1, fresh_times, steps)
+                       for s, r in zip(denoiser.inner_grid[:-1], denoiser.inner_grid[1:], strict=True)]
+        b = inner_rollout(trained, fresh, y1, fresh_times, denoiser.inner_grid)
     assert torch.equal(cached.tokens, fresh.tokens)
     assert torch.equal(a, b)
 
@@ -118,7 +120,7 @@ def test_inner_loop_makes_no_host_sync_and_updates_in_place(trained, inputs):
         features = trained.backbone(x, t, context, embedded_context=embedded, freqs=freqs)
         y1 = torch.randn_like(x)
         with HostSyncDetector() as detector:
-            inner_rollout(trained, features, y1, times, denoiser.inner_step_sizes,
+            inner_rollout(trained, features, y1, times, denoiser.inner_grid,
                           callback=lambda d: pointers.append(d["y"].data_ptr()))
     assert detector.calls == []
     assert len(pointers) == 4 and len(set(pointers)) == 1  # one buffer for y across all inner steps
@@ -202,7 +204,7 @@ def test_teacher_sampler_is_plain_euler(wan, inputs):
         ours = generate_teacher(wan, context, negative, LATENT, seed=2, steps=3, cfg=4.0, shift=3.0)
         x = torch.randn(LATENT, generator=torch.Generator().manual_seed(2))
         sig = teacher_sigmas(3, 3.0).tolist()
-        for a, b in zip(sig[:-1], sig[1:]):
+        for a, b in zip(sig[:-1], sig[1:], strict=True):
             tt = torch.full((LATENT[0],), a)
             c, u = wan(x, 1000 * tt, context), wan(x, 1000 * tt, negative)
             x = x - (a - b) * (u + 4.0 * (c - u))

@@ -19,6 +19,7 @@ from torch import nn
 from .errors import CheckpointError
 from .flow_head import FlowHeadExtras, FlowHeadSpec
 from .grids import check_gamma, check_head_blocks, check_step_count
+from .inner_form import DEFAULT_INNER_FORM, check_inner_form
 from .safe_files import read_safetensors, write_safetensors
 from .student import TMDStudent
 from .wan_loading import load_wan, save_wan
@@ -43,6 +44,7 @@ class FlowHeadMeta:
     inner_steps: int = 2  # N it was trained for
     outer_gamma: float = 10.0
     inner_gamma: float = 10.0
+    inner_form: str = DEFAULT_INNER_FORM  # how head_θ becomes u (inner_form.py); files without it are "y1"
     trained_from: str = "untrained"
     format_version: int = FORMAT_VERSION
 
@@ -69,7 +71,8 @@ class FlowHeadMeta:
             )
         if self.num_heads != wan.blocks[0].self_attn.num_heads:
             raise CheckpointError(
-                f"flow head is for a Wan with {self.num_heads} attention heads, the model has {wan.blocks[0].self_attn.num_heads}."
+                f"flow head is for a Wan with {self.num_heads} attention heads, the model has "
+                f"{wan.blocks[0].self_attn.num_heads}."
             )
 
     def to_metadata(self) -> dict[str, str]:
@@ -86,13 +89,15 @@ class FlowHeadMeta:
             raise CheckpointError(f"{source} has unreadable TMD metadata ({err}).") from err
         if meta.format_version > FORMAT_VERSION:
             raise CheckpointError(
-                f"{source} uses flow-head format {meta.format_version}; this version of the pack reads up to {FORMAT_VERSION}."
+                f"{source} uses flow-head format {meta.format_version}; this version of the pack reads up to "
+                f"{FORMAT_VERSION}."
             )
         check_head_blocks(meta.head_blocks, meta.num_layers)
         check_step_count("trained outer steps M", meta.outer_steps)
         check_step_count("trained inner steps N", meta.inner_steps)
         check_gamma("outer γ", meta.outer_gamma)
         check_gamma("inner γ", meta.inner_gamma)
+        check_inner_form(meta.inner_form)
         return meta
 
 
@@ -130,7 +135,8 @@ def build_extras(wan: nn.Module, tensors: dict[str, torch.Tensor], meta: FlowHea
         raise CheckpointError(f"{source} {what} for a {meta.fusion}-fusion head.")
     for key, tensor in expected.items():
         if tensors[key].shape != tensor.shape:
-            raise CheckpointError(f"{source} has {key} of shape {tuple(tensors[key].shape)}, expected {tuple(tensor.shape)}.")
+            raise CheckpointError(f"{source} has {key} of shape {tuple(tensors[key].shape)}, "
+                                  f"expected {tuple(tensor.shape)}.")
     extras.load_state_dict(tensors)
     return extras
 

@@ -18,10 +18,11 @@ from .student import BackboneFeatures, HeadTime, TMDStudent
 
 
 class GraphedInnerRollout:
-    """`inner_rollout(student, features, y1, times, steps)` replayed from a CUDA graph; returns a fresh ŷ."""
+    """`rollout(student, features, y1, times, grid)` (the sampler's `inner_rollout`) replayed from a CUDA graph;
+    returns a fresh ŷ."""
 
     def __init__(self, student: TMDStudent, features: BackboneFeatures, y1: torch.Tensor, times: list[HeadTime],
-                 steps: list[float], rollout: Callable, transformer_options: dict | None = None):
+                 grid: list[float], rollout: Callable, transformer_options: dict | None = None):
         if not y1.is_cuda:
             raise ValueError(f"CUDA-graph capture needs CUDA tensors, the latent is on {y1.device}; "
                              "turn cuda_graph off on this device.")
@@ -29,7 +30,7 @@ class GraphedInnerRollout:
         self.y1 = y1.clone()
 
         def run() -> torch.Tensor:
-            return rollout(student, self.features, self.y1, times, steps, transformer_options=transformer_options)
+            return rollout(student, self.features, self.y1, times, grid, transformer_options=transformer_options)
 
         with torch.no_grad():
             side = torch.cuda.Stream(y1.device)  # warm up off the capture stream: lazy inits, Triton builds, cuBLAS

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Sampling: the TMD outer/inner loops (tmd-method §6, Algorithm 1 with the sign-corrected flow map).
+"""Sampling: the TMD outer/inner loops (the paper's Algorithm 1, with the flow map's sign corrected).
 
 Samplers follow k-diffusion: `sampler(model, x, sigmas, extra_args, callback, disable)` where `model`
 is a denoiser returning x0. A TMD outer step is an Euler step whose velocity is the inner flow's
@@ -9,6 +9,7 @@ a `CFGDenoiser` is the teacher's sampler.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Callable
 
@@ -18,14 +19,17 @@ from torch import nn
 from .errors import NonFiniteError
 from .graphed_inner import GraphedInnerRollout
 from .grids import check_step_count, teacher_sigmas, tmd_grid, tmd_sigmas
+from .inner_form import DEFAULT_INNER_FORM, check_inner_form, flow_map_step
 from .student import BackboneFeatures, HeadTime, TMDStudent
 from .wan_model import rope_for
 
 Callback = Callable[[dict], None]
 
 
-def _broadcast(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return sigma.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
+def _denoised(x: torch.Tensor, sigma: torch.Tensor, velocity: torch.Tensor) -> torch.Tensor:
+    """x − σ·v with σ [B] kept in (at least) float32: in bf16, σ = 0.999 would round to 1."""
+    sigma = sigma.reshape(-1, *([1] * (x.ndim - 1))).to(torch.promote_types(x.dtype, torch.float32))
+    return (x - sigma * velocity).to(x.dtype)
 
 
 @torch.no_grad()
@@ -33,7 +37,7 @@ def sample_euler(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_a
                  callback: Callback | None = None, disable: bool | None = None) -> torch.Tensor:
     """Euler over a denoiser on a descending σ grid; checks for NaN/inf once per step (not per inner step)."""
     extra_args = extra_args or {}
-    s_in = x.new_ones([x.shape[0]])
+    s_in = x.new_ones([x.shape[0]], dtype=torch.promote_types(x.dtype, torch.float32))  # σ stays fp32 in a bf16 run
     steps = len(sigmas) - 1
     for i in range(steps):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
@@ -41,7 +45,8 @@ def sample_euler(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_a
         velocity = (x - denoised) / sigma
         x = x + velocity * (sigma_next - sigma)
         if not torch.isfinite(x).all():
-            raise NonFiniteError(f"sampling produced NaN or inf values at step {i + 1} of {steps} (σ = {float(sigma):.4f}).")
+            raise NonFiniteError(f"sampling produced NaN or inf values at step {i + 1} of {steps} "
+                                 f"(σ = {float(sigma):.4f}).")
         if callback is not None:
             callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
         if not disable and sys.stderr.isatty():
@@ -49,28 +54,19 @@ def sample_euler(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_a
     return x
 
 
-def flow_map_step(y: torch.Tensor, head_out: torch.Tensor, y1: torch.Tensor, step: float) -> torch.Tensor:
-    """y_r = y_s − (s − r)·u with u = y1 − head_θ (Eqs. 13–14, minus sign); `step` = s − r.
-
-    Without autograd it updates y in place and consumes head_out as scratch, so the inner loop allocates
-    nothing beyond the head's own output; with autograd (training rollouts) it is out of place.
-    """
-    if torch.is_grad_enabled():
-        return y + step * (head_out - y1)
-    return y.add_(head_out.sub_(y1), alpha=step)
-
-
 def inner_rollout(student: TMDStudent, features: BackboneFeatures, y1: torch.Tensor, times: list[HeadTime],
-                  steps: list[float], callback: Callback | None = None, interrupt: Callable[[], None] | None = None,
-                  transformer_options: dict | None = None) -> torch.Tensor:
-    """The inner flow: N flow-head steps from y1 on the inner grid; returns ŷ ≈ x1 − x. No host synchronisation."""
+                  grid: list[float], callback: Callback | None = None, interrupt: Callable[[], None] | None = None,
+                  transformer_options: dict | None = None, inner_form: str = DEFAULT_INNER_FORM) -> torch.Tensor:
+    """The inner flow: N flow-head steps from y1 on the inner grid [s_N, ..., 0] (times[j] conditions the step
+    grid[j] -> grid[j + 1]); returns ŷ ≈ x1 − x. No host synchronisation."""
     y = y1.clone()
-    for j, (time, step) in enumerate(zip(times, steps)):
+    steps = len(grid) - 1
+    for j, (time, s, r) in enumerate(zip(times, grid[:-1], grid[1:], strict=True)):
         if interrupt is not None:
             interrupt()
-        y = flow_map_step(y, student.head(features, y, time, transformer_options), y1, step)
+        y = flow_map_step(y, student.head(features, y, time, transformer_options), y1, s, r, inner_form)
         if callback is not None:
-            callback({"inner_step": j, "inner_steps": len(steps), "y": y})
+            callback({"inner_step": j, "inner_steps": steps, "y": y})
     return y
 
 
@@ -84,17 +80,20 @@ class InnerFlow:
 
     `cuda_graph=True` (CUDA, inference only) replays the N head steps from one CUDA graph per latent
     shape; `interrupt` is then checked once per outer step, and an `inner_callback` is refused.
+    `inner_form` is how the head's output becomes the inner velocity (inner_form.py); callers pass the
+    flow-head file's `meta.inner_form`.
     """
 
     def __init__(self, student: TMDStudent, inner_steps: int = 2, inner_gamma: float = 10.0,
                  generator: torch.Generator | None = None, inner_callback: Callback | None = None,
-                 interrupt: Callable[[], None] | None = None, cuda_graph: bool = False):
+                 interrupt: Callable[[], None] | None = None, cuda_graph: bool = False,
+                 inner_form: str = DEFAULT_INNER_FORM):
         grid = tmd_grid(check_step_count("inner steps N", inner_steps), inner_gamma)
         if cuda_graph and inner_callback is not None:
             raise ValueError("inner_callback needs the host between inner steps; it cannot run with cuda_graph=True.")
         self.student = student
         self.inner_grid = grid
-        self.inner_step_sizes = [s - r for s, r in zip(grid[:-1], grid[1:])]
+        self.inner_form = check_inner_form(inner_form)
         self.generator, self.inner_callback, self.interrupt = generator, inner_callback, interrupt
         self.cuda_graph = cuda_graph
         self._cache: dict[tuple, tuple] = {}
@@ -105,28 +104,30 @@ class InnerFlow:
         key = (tuple(x.shape), x.device, x.dtype)
         if key not in self._cache:
             batch, grid = x.shape[0], self.inner_grid
-            times = [self.student.head_time(torch.full((batch,), s, device=x.device),
-                                            torch.full((batch,), r, device=x.device), x.dtype)
-                     for s, r in zip(grid[:-1], grid[1:])]
+            times = [self.student.head_time(torch.full((batch,), s, device=x.device, dtype=torch.float32),
+                                            torch.full((batch,), r, device=x.device, dtype=torch.float32), x.dtype)
+                     for s, r in zip(grid[:-1], grid[1:], strict=True)]
             self._cache = {key: (rope_for(self.student.wan, x), times)}
             self._graph = None  # it reads the replaced RoPE table and times
         return self._cache[key]
 
     def velocity(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
                  embedded_context: torch.Tensor | None = None, transformer_options: dict | None = None) -> torch.Tensor:
-        """x_t [B, C, T, H, W] at t = sigma [B] -> ŷ ≈ noise − data, the outer step's velocity."""
+        """x_t [B, C, T, H, W] at t = sigma [B] (float32, never the latent's dtype) -> ŷ ≈ noise − data, the outer
+        step's velocity."""
         freqs, times = self.prepare(x)
         # Drawn before the backbone is queued, so the host-to-device copy does not stall a busy GPU.
         y1 = torch.randn(x.shape, generator=self.generator, dtype=torch.float32).to(x.device, x.dtype)
         features = self.student.backbone(x, sigma, context, embedded_context=embedded_context, freqs=freqs,
                                          transformer_options=transformer_options)
         if not self.cuda_graph:
-            return inner_rollout(self.student, features, y1, times, self.inner_step_sizes, self.inner_callback,
-                                 self.interrupt, transformer_options)
+            return inner_rollout(self.student, features, y1, times, self.inner_grid, self.inner_callback,
+                                 self.interrupt, transformer_options, self.inner_form)
         if self.interrupt is not None:
             self.interrupt()
         if self._graph is None or not self._graph.fits(features, y1):
-            self._graph = GraphedInnerRollout(self.student, features, y1, times, self.inner_step_sizes, inner_rollout,
+            rollout = functools.partial(inner_rollout, inner_form=self.inner_form)
+            self._graph = GraphedInnerRollout(self.student, features, y1, times, self.inner_grid, rollout,
                                               transformer_options)
         return self._graph(features, y1)
 
@@ -139,8 +140,10 @@ class TMDDenoiser(InnerFlow):
 
     def __init__(self, student: TMDStudent, context: torch.Tensor, inner_steps: int = 2, inner_gamma: float = 10.0,
                  generator: torch.Generator | None = None, inner_callback: Callback | None = None,
-                 interrupt: Callable[[], None] | None = None, cuda_graph: bool = False):
-        super().__init__(student, inner_steps, inner_gamma, generator, inner_callback, interrupt, cuda_graph)
+                 interrupt: Callable[[], None] | None = None, cuda_graph: bool = False,
+                 inner_form: str = DEFAULT_INNER_FORM):
+        super().__init__(student, inner_steps, inner_gamma, generator, inner_callback, interrupt, cuda_graph,
+                         inner_form)
         self.context = context
         self._embedded: dict[tuple, torch.Tensor] = {}
 
@@ -154,20 +157,21 @@ class TMDDenoiser(InnerFlow):
         """x_t [B, C, T, H, W], sigma = t [B] -> denoised x − t·ŷ. Other k-diffusion extra_args are ignored."""
         context = self.context.to(x.device, x.dtype)
         y_hat = self.velocity(x, sigma, context, self.embedded_context(x))
-        return x - _broadcast(sigma, x) * y_hat
+        return _denoised(x, sigma, y_hat)
 
 
 class CFGDenoiser:
     """k-diffusion denoiser of a Wan velocity model with classifier-free guidance.
 
     `batch_cfg=True` runs cond and uncond as one batch (as ComfyUI does); False runs two passes (as
-    official Wan does, halving peak activation memory).
+    official Wan does, halving peak activation memory). `skip_blocks` makes it skip-layer guidance: the
+    unconditional pass leaves those blocks out (this pack's WanDiT only), so it takes two passes.
     """
 
     def __init__(self, wan: nn.Module, context: torch.Tensor, negative_context: torch.Tensor | None, cfg: float = 5.0,
-                 batch_cfg: bool = True):
+                 batch_cfg: bool = True, skip_blocks: tuple[int, ...] = ()):
         self.wan, self.context, self.negative_context, self.cfg = wan, context, negative_context, cfg
-        self.batch_cfg = batch_cfg
+        self.batch_cfg, self.skip_blocks = batch_cfg and not skip_blocks, tuple(skip_blocks)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_) -> torch.Tensor:
         t = 1000.0 * sigma
@@ -178,9 +182,11 @@ class CFGDenoiser:
                 cond, uncond = self.wan(torch.cat([x, x]), torch.cat([t, t]),
                                         torch.cat([self.context, self.negative_context])).chunk(2)
             else:
-                cond, uncond = self.wan(x, t, self.context), self.wan(x, t, self.negative_context)
+                # the keyword only when set: ComfyUI's WanModel has no such argument
+                uncond_kwargs = {"skip_blocks": self.skip_blocks} if self.skip_blocks else {}
+                cond, uncond = self.wan(x, t, self.context), self.wan(x, t, self.negative_context, **uncond_kwargs)
             velocity = uncond + self.cfg * (cond - uncond)
-        return x - _broadcast(sigma, x) * velocity
+        return _denoised(x, sigma, velocity)
 
 
 def seeded_noise(shape: tuple[int, ...], seed: int) -> tuple[torch.Tensor, torch.Generator]:
@@ -192,21 +198,25 @@ def seeded_noise(shape: tuple[int, ...], seed: int) -> tuple[torch.Tensor, torch
 def generate_tmd(student: TMDStudent, context: torch.Tensor, latent_shape: tuple[int, ...], seed: int,
                  outer_steps: int = 2, inner_steps: int = 2, outer_gamma: float = 10.0, inner_gamma: float = 10.0,
                  callback: Callback | None = None, inner_callback: Callback | None = None,
-                 interrupt: Callable[[], None] | None = None, disable: bool | None = None) -> torch.Tensor:
-    """A TMD sample: latent of `latent_shape` ([B, C, T, H, W]) on the context's device and dtype."""
+                 interrupt: Callable[[], None] | None = None, disable: bool | None = None,
+                 inner_form: str = DEFAULT_INNER_FORM) -> torch.Tensor:
+    """A TMD sample: latent of `latent_shape` ([B, C, T, H, W]) on the context's device and dtype.
+    Pass the flow-head file's `meta.inner_form` as `inner_form`."""
     sigmas = tmd_sigmas(check_step_count("outer steps M", outer_steps), outer_gamma).to(context.device)
     noise, generator = seeded_noise(latent_shape, seed)
     x = sigmas[0] * noise.to(context.device, context.dtype)
-    denoiser = TMDDenoiser(student, context, inner_steps, inner_gamma, generator, inner_callback, interrupt)
+    denoiser = TMDDenoiser(student, context, inner_steps, inner_gamma, generator, inner_callback, interrupt,
+                           inner_form=inner_form)
     return sample_euler(denoiser, x, sigmas, callback=callback, disable=disable)
 
 
 def generate_teacher(wan: nn.Module, context: torch.Tensor, negative_context: torch.Tensor | None,
                      latent_shape: tuple[int, ...], seed: int, steps: int = 50, cfg: float = 5.0, shift: float = 5.0,
-                     batch_cfg: bool = True, callback: Callback | None = None, disable: bool | None = None) -> torch.Tensor:
-    """The teacher's Euler sampler with CFG on Wan's shifted schedule."""
+                     batch_cfg: bool = True, callback: Callback | None = None, disable: bool | None = None,
+                     skip_blocks: tuple[int, ...] = ()) -> torch.Tensor:
+    """The teacher's Euler sampler with CFG on Wan's shifted schedule (skip-layer guidance with `skip_blocks`)."""
     sigmas = teacher_sigmas(steps, shift).to(context.device)
     noise, _ = seeded_noise(latent_shape, seed)
     x = noise.to(context.device, context.dtype)
-    denoiser = CFGDenoiser(wan, context, negative_context, cfg, batch_cfg)
+    denoiser = CFGDenoiser(wan, context, negative_context, cfg, batch_cfg, skip_blocks)
     return sample_euler(denoiser, x, sigmas, callback=callback, disable=disable)

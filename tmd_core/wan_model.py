@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import LatentShapeError
+from .errors import LatentShapeError, SamplingConfigError
 from .wan_config import WanConfig
 from .wan_layers import WanBlock, WanHead, rope_table, sinusoidal_embedding
 
@@ -23,7 +23,7 @@ def check_inputs(wan: nn.Module, x: torch.Tensor, context: torch.Tensor) -> None
         raise LatentShapeError(
             f"latent has shape {tuple(x.shape)}, expected [batch, {in_dim}, frames, height, width] for this Wan model."
         )
-    for name, size, patch in zip(("frames", "height", "width"), x.shape[2:], wan.patch_size):
+    for name, size, patch in zip(("frames", "height", "width"), x.shape[2:], wan.patch_size, strict=True):
         if size % patch:
             raise LatentShapeError(f"latent {name} {size} is not a multiple of the patch size {patch}.")
     if context.ndim != 3 or context.shape[-1] != text_dim or context.shape[0] != x.shape[0]:
@@ -51,7 +51,7 @@ def rope_for(wan: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def patch_grid(wan: nn.Module, latent_shape: tuple[int, ...]) -> tuple[int, int, int]:
     """(T, H, W) of a latent -> (T, H, W) of its patch grid."""
-    return tuple(size // patch for size, patch in zip(latent_shape, wan.patch_size))
+    return tuple(size // patch for size, patch in zip(latent_shape, wan.patch_size, strict=True))
 
 
 class WanDiT(nn.Module):
@@ -61,7 +61,8 @@ class WanDiT(nn.Module):
         self.config = c
         self.dim, self.freq_dim, self.patch_size = c.dim, c.freq_dim, c.patch_size
         self.patch_embedding = nn.Conv3d(c.in_dim, c.dim, kernel_size=c.patch_size, stride=c.patch_size)
-        self.text_embedding = nn.Sequential(nn.Linear(c.text_dim, c.dim), nn.GELU(approximate="tanh"), nn.Linear(c.dim, c.dim))
+        self.text_embedding = nn.Sequential(nn.Linear(c.text_dim, c.dim), nn.GELU(approximate="tanh"),
+                                            nn.Linear(c.dim, c.dim))
         self.time_embedding = nn.Sequential(nn.Linear(c.freq_dim, c.dim), nn.SiLU(), nn.Linear(c.dim, c.dim))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, 6 * c.dim))
         self.blocks = nn.ModuleList(WanBlock(c.dim, c.ffn_dim, c.num_heads, c.eps) for _ in range(c.num_layers))
@@ -84,14 +85,21 @@ class WanDiT(nn.Module):
     # ---- the plain forward ---------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor,
-                transformer_options: dict | None = None) -> torch.Tensor:
-        """Velocity v = noise - data. x [B, C, T, H, W], timestep [B] = 1000·t, context [B, S, 4096]."""
+                transformer_options: dict | None = None, skip_blocks: tuple[int, ...] = ()) -> torch.Tensor:
+        """Velocity v = noise - data. x [B, C, T, H, W], timestep [B] = 1000·t, context [B, S, 4096].
+
+        `skip_blocks` leaves those blocks out (skip-layer guidance runs its unconditional pass that way)."""
         check_inputs(self, x, context)
+        for index in skip_blocks:
+            if not 0 <= index < len(self.blocks):
+                raise SamplingConfigError(f"skip block {index} does not exist in a {len(self.blocks)}-block Wan.")
         e, e0 = embed_time(self, timestep, x.dtype)
         tokens = embed_tokens(self, x)  # [B, L, dim]
         ctx = self.text_embedding(context)  # [B, S, dim]
         freqs = rope_for(self, x)
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks):
+            if index in skip_blocks:
+                continue
             tokens = block(tokens, e=e0, freqs=freqs, context=ctx, context_img_len=None,
                            transformer_options=transformer_options)
         return self.unpatchify(self.head(tokens, e), patch_grid(self, x.shape[2:]))  # [B, C, T, H, W]

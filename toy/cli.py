@@ -34,7 +34,8 @@ def read_context(path: str, key: str) -> torch.Tensor:
     context = tensors[key].float()
     context = context[None] if context.ndim == 2 else context
     if context.ndim != 3 or context.shape[0] != 1 or context.shape[-1] != 4096:
-        raise LatentShapeError(f"'{key}' in {path} has shape {tuple(tensors[key].shape)}, expected [L, 4096] or [1, L, 4096].")
+        raise LatentShapeError(f"'{key}' in {path} has shape {tuple(tensors[key].shape)}, "
+                               "expected [L, 4096] or [1, L, 4096].")
     return context
 
 
@@ -62,22 +63,26 @@ def sample(args: argparse.Namespace) -> tuple[torch.Tensor, str, float]:
     outer, inner = args.outer_steps or meta.outer_steps, args.inner_steps or meta.inner_steps
     with torch.no_grad():
         latent = generate_tmd(student, context, shape, args.seed, outer_steps=outer, inner_steps=inner,
-                              outer_gamma=meta.outer_gamma, inner_gamma=meta.inner_gamma)
+                              outer_gamma=meta.outer_gamma, inner_gamma=meta.inner_gamma, inner_form=meta.inner_form)
     nfe = effective_nfe(outer, inner, student.head_blocks, len(student.wan.blocks))
     return latent, f"TMD student, M = {outer}, N = {inner}", nfe
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m comfyui_tmd", description="Sample a clip of the toy world (or a Wan latent).")
+    top = argparse.ArgumentParser(prog="python -m comfyui_tmd",
+                                  description="Sample a clip of the toy world (or a Wan latent).")
     commands = top.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="sample one clip from a caption")
     gen.add_argument("caption", help='e.g. "a red square moving left" (colours red/green/blue/yellow, '
                                      "shapes square/circle/triangle, directions left/right/up/down)")
     gen.add_argument("--out", required=True, help="clip.gif, clip.mp4 (needs PyAV) or latent.safetensors")
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--outer-steps", type=int, default=0, help="outer steps M (default: what the student was trained for)")
-    gen.add_argument("--inner-steps", type=int, default=0, help="inner steps N (default: what the student was trained for)")
-    gen.add_argument("--teacher", action="store_true", help="sample with the teacher (Euler with CFG) instead of the student")
+    gen.add_argument("--outer-steps", type=int, default=0,
+                     help="outer steps M (default: what the student was trained for)")
+    gen.add_argument("--inner-steps", type=int, default=0,
+                     help="inner steps N (default: what the student was trained for)")
+    gen.add_argument("--teacher", action="store_true",
+                     help="sample with the teacher (Euler with CFG) instead of the student")
     gen.add_argument("--teacher-steps", type=int, default=50)
     gen.add_argument("--cfg", type=float, default=5.0, help="teacher's classifier-free guidance scale")
     gen.add_argument("--shift", type=float, default=5.0, help="teacher's schedule shift")
@@ -85,9 +90,12 @@ def parser() -> argparse.ArgumentParser:
                                    f"or {checkpoints.TEACHER.name} with --teacher, in toy/checkpoints/)")
     gen.add_argument("--head", help=f"flow-head file of the student (default {checkpoints.TMD_HEAD.name})")
     gen.add_argument("--context-file", help="safetensors with 'context' (and 'negative_context') for non-toy models")
-    gen.add_argument("--frames", type=int, default=FRAMES, help="frames of the toy clip (a multiple of 4: one latent frame each)")
-    gen.add_argument("--size", type=int, default=SIDE, help="side of the toy clip in pixels (even: the DiT's patches are 2 × 2)")
-    gen.add_argument("--latent", type=int, nargs=3, metavar=("T", "H", "W"), help="latent frames/height/width (non-toy models)")
+    gen.add_argument("--frames", type=int, default=FRAMES,
+                     help="frames of the toy clip (a multiple of 4: one latent frame each)")
+    gen.add_argument("--size", type=int, default=SIDE,
+                     help="side of the toy clip in pixels (even: the DiT's patches are 2 × 2)")
+    gen.add_argument("--latent", type=int, nargs=3, metavar=("T", "H", "W"),
+                     help="latent frames/height/width (non-toy models)")
     gen.add_argument("--fps", type=float, default=4.0)
     gen.add_argument("--scale", type=int, default=8, help="enlarge the clip's pixels this many times in the file")
     return top
@@ -105,7 +113,8 @@ def generate(args: argparse.Namespace) -> None:
         write_safetensors({"latent": latent[0].contiguous()}, out)
     else:
         write_clip(decode(latent)[0], out, fps=args.fps, scale=args.scale)
-    print(f"wrote {out} ({args.caption!r}, seed {args.seed}): {what}; effective NFE {nfe:.2f}; sampled in {seconds:.2f} s")
+    print(f"wrote {out} ({args.caption!r}, seed {args.seed}): {what}; effective NFE {nfe:.2f}; "
+          f"sampled in {seconds:.2f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

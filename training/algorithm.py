@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What every training algorithm shares: named roles, an optimiser and LR schedule per trainable role,
-and one documented RNG.
+"""What every training algorithm shares: named roles, an optimiser and LR schedule per trainable role
+(the stage's own `optim` settings), gradient clipping, an optional EMA of the exported role, and one
+documented RNG.
 
 A subclass builds its roles in __init__ (`add_role`), calls `finish_setup()` and implements
 `step(batch, iteration) -> {name: float}`. Roles are used only through `self.call(name, fn, ...)`,
@@ -23,6 +24,7 @@ from torch import nn
 
 from .config import OptimConfig, TrainConfig
 from .distributed import Env, average_replicated_grads, unwrap, wrap_role
+from .ema import EMA
 
 
 def make_optimizer(module: nn.Module, optim: OptimConfig, lr: float) -> torch.optim.Optimizer:
@@ -33,14 +35,17 @@ def make_optimizer(module: nn.Module, optim: OptimConfig, lr: float) -> torch.op
 
 def make_scheduler(optimizer: torch.optim.Optimizer, warmup_iters: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over `warmup_iters` updates of this role, then constant (the paper states no schedule)."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda n: min(1.0, (n + 1) / warmup_iters) if warmup_iters else 1.0)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                             lambda n: min(1.0, (n + 1) / warmup_iters) if warmup_iters else 1.0)
 
 
 class Algorithm:
     stage: str = ""
+    exported_role: str = "student"  # the role export writes (and the EMA follows)
 
     def __init__(self, config: TrainConfig, env: Env):
         self.config, self.env = config, env
+        self.optim = config.stage_optim(self.stage)
         seed = config.run.seed * 1000 + env.rank
         self.rng = torch.Generator(device=env.device).manual_seed(seed)
         torch.manual_seed(seed)  # global RNG: dropout inside roles only
@@ -49,6 +54,7 @@ class Algorithm:
         self._lrs: dict[str, float] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
+        self.ema: EMA | None = None
 
     def add_role(self, name: str, module: nn.Module, lr: float | None = None) -> None:
         """Register a role; with an `lr` it is trainable and gets an optimiser, without one it is frozen."""
@@ -61,8 +67,10 @@ class Algorithm:
         for name, module in self._modules.items():
             self._wrapped[name] = wrap_role(module, self.env, trainable=name in self._lrs)
         for name, lr in self._lrs.items():
-            self.optimizers[name] = make_optimizer(self.module(name), self.config.optim, lr)
-            self.schedulers[name] = make_scheduler(self.optimizers[name], self.config.optim.warmup_iters)
+            self.optimizers[name] = make_optimizer(self.module(name), self.optim, lr)
+            self.schedulers[name] = make_scheduler(self.optimizers[name], self.optim.warmup_iters)
+        if self.optim.ema_decay is not None:
+            self.ema = EMA(self.module(self.exported_role), self.optim.ema_decay)
 
     def module(self, name: str) -> nn.Module:
         """The role's own module (its parameters are sharded DTensors under FSDP2)."""
@@ -77,8 +85,15 @@ class Algorithm:
         with self.env.autocast():
             return self._wrapped[name](fn, *args, **kwargs)
 
+    def call_fp32(self, name: str, fn: Callable, *args, **kwargs):
+        """Run fn(module, *args) through the role's wrapper with autocast off: float32 compute on the float32
+        master weights (under FSDP2's bf16 parameter policy the weights stay bf16 all the same)."""
+        with torch.autocast(self.env.device.type, enabled=False):
+            return self._wrapped[name](fn, *args, **kwargs)
+
     def optimize(self, loss: torch.Tensor, *names: str) -> None:
-        """One backward of `loss`, then an optimiser and LR-schedule step of the named roles only.
+        """One backward of `loss`, then per named role: gradient clipping (when configured), an optimiser and
+        LR-schedule step, and the EMA update if it is the exported role.
 
         Gradients of every role are cleared first, so a role that took part without updating (the
         discriminator in the generator's GAN loss) never carries stale gradients into its own step.
@@ -88,10 +103,12 @@ class Algorithm:
         loss.backward()
         for name in names:
             average_replicated_grads(self.module(name), self.env)
-            if self.config.optim.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(self.module(name).parameters(), self.config.optim.grad_clip)
+            if self.optim.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.module(name).parameters(), self.optim.grad_clip)
             self.optimizers[name].step()
             self.schedulers[name].step()
+            if self.ema is not None and name == self.exported_role:
+                self.ema.update(self.module(name))
 
     @contextlib.contextmanager
     def using_rng(self, generator: torch.Generator):

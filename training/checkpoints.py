@@ -6,6 +6,7 @@ Layout of `<out>/checkpoints/step-00000100/`:
     <role>.safetensors         full (unsharded) weights of a trainable role
     <role>.optim.safetensors   its AdamW state, one tensor per (parameter name, state key); the
                                param groups are JSON metadata (never a pickle)
+    <role>.ema.safetensors     the EMA of the exported role's weights, when the stage keeps one
     rng.<rank>.safetensors     that process's generator states (the algorithm's, and torch's global ones)
     trainer.json               iteration, stage, config and its fingerprint, data position, LR schedules
 A checkpoint is written into `.step-00000100.partial/` and renamed once complete, so every `step-*`
@@ -93,6 +94,10 @@ def save_checkpoint(root: Path, algo: Algorithm, iteration: int, data_state: dic
             write_safetensors(weights, partial / f"{name}.safetensors")
             tensors, metadata = _flatten_optimizer(optim)
             write_safetensors(tensors, partial / f"{name}.optim.safetensors", metadata)
+    if algo.ema is not None:
+        average = algo.ema.state_dict()  # collective under FSDP2
+        if env.is_main:
+            write_safetensors(average, partial / f"{algo.exported_role}.ema.safetensors")
     if env.is_main:
         trainer = {"format": FORMAT, "iteration": iteration, "stage": algo.stage, "world": env.world,
                    "wan_config": dataclasses.asdict(algo.wan_config),
@@ -125,7 +130,8 @@ def load_checkpoint(folder: Path, algo: Algorithm) -> tuple[int, dict]:
     """Restore every role, optimiser, schedule and this rank's RNG; returns (iteration, data position)."""
     trainer = json.loads((folder / "trainer.json").read_text())
     if trainer.get("format") != FORMAT:
-        raise TrainingConfigError(f"{folder} has checkpoint format {trainer.get('format')!r}, this version reads {FORMAT}.")
+        raise TrainingConfigError(f"{folder} has checkpoint format {trainer.get('format')!r}, "
+                                  f"this version reads {FORMAT}.")
     if trainer["stage"] != algo.stage:
         raise TrainingConfigError(f"{folder} is a stage {trainer['stage']} checkpoint, this run is stage {algo.stage}.")
     if trainer["fingerprint"] != algo.config.fingerprint(algo.stage):
@@ -140,6 +146,8 @@ def load_checkpoint(folder: Path, algo: Algorithm) -> tuple[int, dict]:
         optim = _unflatten_optimizer(*read_safetensors(folder / f"{name}.optim.safetensors"))
         set_optimizer_state_dict(module, algo.optimizers[name], optim, options=_SCATTER)
         algo.schedulers[name].load_state_dict(trainer["schedulers"][name])
+    if algo.ema is not None:
+        algo.ema.load_state_dict(read_safetensors(folder / f"{algo.exported_role}.ema.safetensors")[0])
     rng_file = folder / f"rng.{algo.env.rank}.safetensors"
     if rng_file.is_file():
         states, _ = read_safetensors(rng_file)

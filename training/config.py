@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """The typed training config: one dataclass per section, read from commented YAML (training/configs/).
 
-Every field's comment says where its default comes from: a number of the paper (tmd-method §4.5,
-§5.7, Table 7), a FastGen default, or a choice of this pack where the paper is silent.
-Unknown keys are errors, so a typo never silently falls back to a default.
+Every field's comment says where its default comes from: a number of the paper (Table 7), a FastGen
+default, or a choice of this pack where the paper is silent. Each stage has its own `optim` section,
+so no stage inherits another's learning rate. Unknown keys are errors, so a typo never silently falls
+back to a default; a section given in YAML overrides only the keys it names.
 """
 from __future__ import annotations
 
@@ -14,16 +15,19 @@ import os
 import typing
 from pathlib import Path
 
+from ..tmd_core.errors import SamplingConfigError
+from ..tmd_core.inner_form import DEFAULT_INNER_FORM, check_inner_form
 from ..tmd_core.wan_config import NAMED_CONFIGS
 from .errors import TrainingConfigError
 
-STAGES = ("1", "2", "dmd2v", "fm")  # TM-MeanFlow, DMD2-v with rollout, plain DMD2-v baseline, flow-matching teacher
+# TM-MeanFlow, DMD2-v with rollout, plain DMD2-v baseline, flow-matching teacher, KD warm-up of the baseline
+STAGES = ("1", "2", "dmd2v", "fm", "kd")
 
 
 @dataclasses.dataclass
 class ModelConfig:
     teacher: str | None = None  # Wan2.1 T2V diffusion-model file; None = a random `wan` (smoke tests only)
-    wan: str | None = "tiny"  # named size (tmd_core.NAMED_CONFIGS): of the random teacher, else checked against the file
+    wan: str | None = "tiny"  # named size (tmd_core.NAMED_CONFIGS) of the random teacher, else checked against the file
     teacher_seed: int = 0  # seed of that random teacher
     head_blocks: int = 5  # H (paper: 5 for both 1.3B and 14B)
     fusion: str = "gated"  # paper default; "concat" is the App. B.3 alternative
@@ -31,6 +35,7 @@ class ModelConfig:
     inner_steps: int = 2  # N (TMD-N2H5 for 1.3B, N4H5 for 14B)
     outer_gamma: float = 10.0  # γ of the student's outer grid t_student
     inner_gamma: float = 10.0  # γ of the inner grid s_student
+    inner_form: str = DEFAULT_INNER_FORM  # u = y1 − head ("y1", Eq. 14) or (y_s − head)/s ("ys"); see inner_form.py
     init_student: str | None = None  # stage 2: folder with student.safetensors (+ student_head.safetensors) from export
 
 
@@ -38,18 +43,22 @@ class ModelConfig:
 class DataConfig:
     shards: list[str] = dataclasses.field(default_factory=list)  # shard files or globs (training/shards.py)
     batch_size: int = 64  # global batch over all processes (paper: 64)
-    latent_shape: list[int] = dataclasses.field(default_factory=lambda: [16, 21, 60, 104])  # [C, T, H, W]; 480p 81 frames
+    # [C, T, H, W]; 480p 81 frames
+    latent_shape: list[int] = dataclasses.field(default_factory=lambda: [16, 21, 60, 104])
     text_len: int = 512  # umT5 tokens per prompt (Wan pads to 512)
 
 
 @dataclasses.dataclass
 class OptimConfig:
-    lr: float = 3e-5  # paper: 3e-5 TM-MF 1.3B, 1e-5 TM-MF 14B and every stage-2 role
+    """One stage's optimiser: AdamW for every trainable role of the stage, the EMA of its exported role."""
+
+    lr: float = 3e-5  # of the stage's main role; paper: 3e-5 TM-MF 1.3B, 1e-5 TM-MF 14B and every stage-2 role
     weight_decay: float = 0.01  # paper (AdamW)
     betas: tuple[float, float] = (0.9, 0.99)  # paper
     eps: float = 1e-8  # paper
     warmup_iters: int = 0  # linear warm-up; the paper states no schedule, so constant after warm-up
-    grad_clip: float | None = None  # the paper states none; None = no clipping
+    grad_clip: float | None = None  # max gradient norm per role; the paper states none; None = no clipping
+    ema_decay: float | None = None  # EMA of the exported role, which export then writes; the paper states none
 
 
 @dataclasses.dataclass
@@ -60,6 +69,7 @@ class Stage1Config:
     s_gamma: float = 3.0  # γ of s_mf = shift_γ(U[0.001, 0.999]) (paper)
     cond_dropout: float = 0.1  # share of samples conditioned on the negative prompt (paper)
     loss_c_factor: float = 1.0  # c = factor·d in ||Δ||²/(||Δ||² + c): 1 for 1.3B, 1e-5 for 14B (paper)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)  # paper: lr 3e-5 (1.3B), 1e-5 (14B)
 
 
 @dataclasses.dataclass
@@ -73,12 +83,23 @@ class Stage2Config:
     disc_lr: float = 1e-5  # paper
     normalizer: str = "dmd"  # "dmd": 1/mean|x̂ − g_teacher| (DMD, FastGen); "paper": 1/||g_fake − g_teacher||_1
     student_x0: str = "denoised"  # x̂ = x_t − t·ŷ ("denoised", what inference computes) or x1 − ŷ ("eq15")
+    # the student's (paper: lr 1e-5 for both sizes); clipped at norm 10 as FastGen clips DMD2 (the paper is silent)
+    optim: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(lr=1e-5, grad_clip=10.0))
 
 
 @dataclasses.dataclass
 class FlowMatchingConfig:
     t_gamma: float = 3.0  # teacher training times t = shift_γ(U[0.001, 0.999])
     cond_dropout: float = 0.1  # share of samples trained on the negative prompt (enables CFG)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+
+
+@dataclasses.dataclass
+class KDConfig:
+    """The one-step DMD2-v baseline's KD warm-up (App. A.3, Table 4): regress the student's one-step sample onto
+    teacher samples from the same noise (shards from make_data --pairs). The paper uses it for one step only."""
+
+    optim: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(lr=7e-5))  # paper: 7e-5, 10k iterations
 
 
 @dataclasses.dataclass
@@ -97,10 +118,10 @@ class RunConfig:
 class TrainConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     stage1: Stage1Config = dataclasses.field(default_factory=Stage1Config)
     stage2: Stage2Config = dataclasses.field(default_factory=Stage2Config)
     flow_matching: FlowMatchingConfig = dataclasses.field(default_factory=FlowMatchingConfig)
+    kd: KDConfig = dataclasses.field(default_factory=KDConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
 
     def __post_init__(self):
@@ -108,6 +129,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def stage_optim(self, stage: str) -> OptimConfig:
+        """The optimiser settings of `stage` (DMD2-v shares stage 2's)."""
+        return {"1": self.stage1, "2": self.stage2, "dmd2v": self.stage2, "fm": self.flow_matching,
+                "kd": self.kd}[stage].optim
 
     def fingerprint(self, stage: str) -> str:
         """Hash of everything a resumed run must share with the run it continues (not the run length or logging)."""
@@ -135,6 +161,12 @@ def check(config: TrainConfig) -> None:
             raise TrainingConfigError(f"{name} must be a probability in [0, 1], got {value}.")
     if not 0.0 < s1.fd_delta < 0.1:
         raise TrainingConfigError(f"stage1.fd_delta must lie in (0, 0.1), got {s1.fd_delta}.")
+    for section in ("stage1", "stage2", "flow_matching", "kd"):
+        _check_optim(f"{section}.optim", getattr(config, section).optim)
+    try:
+        check_inner_form(m.inner_form)
+    except SamplingConfigError as err:
+        raise TrainingConfigError(f"model.inner_form: {err}") from err
     choices = {"run.precision": (r.precision, ("bf16", "fp32")), "run.distributed": (r.distributed, ("ddp", "fsdp")),
                "stage2.normalizer": (s2.normalizer, ("dmd", "paper")),
                "stage2.student_x0": (s2.student_x0, ("denoised", "eq15"))}
@@ -143,25 +175,37 @@ def check(config: TrainConfig) -> None:
             raise TrainingConfigError(f"{name} is {value!r}; expected one of {', '.join(allowed)}.")
 
 
-def _build(cls, values: dict, where: str):
-    """A dataclass from a YAML mapping; nested dataclasses recurse, unknown keys are errors."""
+def _check_optim(name: str, optim: OptimConfig) -> None:
+    if not optim.lr > 0:
+        raise TrainingConfigError(f"{name}.lr must be positive, got {optim.lr}.")
+    if optim.grad_clip is not None and not optim.grad_clip > 0:
+        raise TrainingConfigError(f"{name}.grad_clip must be positive or null, got {optim.grad_clip}.")
+    if optim.ema_decay is not None and not 0.0 <= optim.ema_decay < 1.0:
+        raise TrainingConfigError(f"{name}.ema_decay must lie in [0, 1) or be null, got {optim.ema_decay}.")
+
+
+def _build(cls, values: dict, where: str, base=None):
+    """A dataclass from a YAML mapping over `base` (default: the class's defaults), so a nested section keeps the
+    defaults of its parent's field for the keys it does not name; unknown keys are errors."""
     if not isinstance(values, dict):
         raise TrainingConfigError(f"config section {where or 'root'} must be a mapping, got {type(values).__name__}.")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise TrainingConfigError(f"config key {where}{unknown[0]} is unknown; {cls.__name__} has {', '.join(sorted(known))}.")
+        raise TrainingConfigError(f"config key {where}{unknown[0]} is unknown; {cls.__name__} has "
+                                  f"{', '.join(sorted(known))}.")
+    base = cls() if base is None else base
     kwargs = {}
     for key, value in values.items():
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value, f"{where}{key}.")
+            kwargs[key] = _build(hint, value, f"{where}{key}.", getattr(base, key))
         elif typing.get_origin(hint) is tuple and isinstance(value, list):
             kwargs[key] = tuple(value)
         else:
             kwargs[key] = value
-    return cls(**kwargs)
+    return dataclasses.replace(base, **kwargs)
 
 
 def config_from_dict(values: dict) -> TrainConfig:
@@ -169,7 +213,8 @@ def config_from_dict(values: dict) -> TrainConfig:
 
 
 def load_config(path: str | os.PathLike, overrides: dict | None = None) -> TrainConfig:
-    """Read a YAML config; `overrides` maps dotted keys ("run.iterations") to values given on the command line."""
+    """Read a YAML config; `overrides` maps dotted keys ("run.iterations", "stage2.optim.lr") to values given on the
+    command line."""
     import yaml  # the `training` extra; imported here so the core never needs it
 
     path = Path(path)
@@ -177,6 +222,9 @@ def load_config(path: str | os.PathLike, overrides: dict | None = None) -> Train
         raise TrainingConfigError(f"no config file at {path}.")
     values = yaml.safe_load(path.read_text()) or {}
     for dotted, value in (overrides or {}).items():
-        section, _, key = dotted.partition(".")
-        values.setdefault(section, {})[key] = value
+        *sections, key = dotted.split(".")
+        node = values
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[key] = value
     return config_from_dict(values)

@@ -9,6 +9,7 @@ and the flow-matching teacher export only the Wan file (sample it with Euler on 
     python -m comfyui_tmd.training.export --run runs/stage2 --out models/ [--dtype bf16]
 
 exports the newest checkpoint of a run; the trainer also exports automatically at the end of a run.
+When the run kept an EMA of the trained role (`optim.ema_decay`), the EMA weights are exported.
 """
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ from .errors import TrainingConfigError
 from .models import HEAD_FILE, STUDENT_FILE, flow_head_spec
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-EXPORTED_ROLE = {"1": "student", "2": "student", "dmd2v": "student", "fm": "model"}
+EXPORTED_ROLE = {"1": "student", "2": "student", "dmd2v": "student", "fm": "model", "kd": "student"}
 STAGE_NAMES = {"1": "TM-MeanFlow stage 1", "2": "DMD2-v with flow-head rollout (TMD stage 2)",
-               "dmd2v": "plain DMD2-v", "fm": "flow matching"}
+               "dmd2v": "plain DMD2-v", "fm": "flow matching", "kd": "KD warm-up of one-step DMD2-v"}
 
 
 def export_model(module: nn.Module, stage: str, config: TrainConfig, iterations: int, folder: Path,
@@ -41,18 +42,22 @@ def export_model(module: nn.Module, stage: str, config: TrainConfig, iterations:
     """Write the exported file(s) of a trained role into `folder`."""
     folder = Path(folder)
     module = module.to(dtype)
-    trained_from = f"{STAGE_NAMES[stage]}, {iterations} iterations, from {config.model.teacher or 'a random ' + config.model.wan}"
+    ema = config.stage_optim(stage).ema_decay
+    trained_from = (f"{STAGE_NAMES[stage]}, {iterations} iterations{f', EMA {ema}' if ema is not None else ''}, "
+                    f"from {config.model.teacher or 'a random ' + config.model.wan}")
     if isinstance(module, TMDStudent):
         m = config.model
         meta = FlowHeadMeta.describe_model(module.wan, module.extras.spec, outer_steps=m.outer_steps,
                                            inner_steps=m.inner_steps, outer_gamma=m.outer_gamma,
-                                           inner_gamma=m.inner_gamma, trained_from=trained_from)
+                                           inner_gamma=m.inner_gamma, inner_form=m.inner_form,
+                                           trained_from=trained_from)
         return list(save_student(module, folder / STUDENT_FILE, folder / HEAD_FILE, meta))
     return [save_wan(module, folder / STUDENT_FILE, {"tmd_trained_from": trained_from})]
 
 
 def module_from_checkpoint(checkpoint: Path) -> tuple[nn.Module, str, TrainConfig, int]:
-    """(the exported role rebuilt with its trained weights, stage, config, iteration) of a checkpoint folder."""
+    """(the exported role rebuilt with its trained weights, stage, config, iteration) of a checkpoint folder; the
+    weights are the role's EMA where the checkpoint has one."""
     trainer = json.loads((checkpoint / "trainer.json").read_text())
     config, stage = config_from_dict(trainer["config"]), trainer["stage"]
     wan_config = trainer["wan_config"]
@@ -60,7 +65,10 @@ def module_from_checkpoint(checkpoint: Path) -> tuple[nn.Module, str, TrainConfi
         wan = WanDiT(WanConfig(**{**wan_config, "patch_size": tuple(wan_config["patch_size"])}))
         module = TMDStudent.from_teacher(wan, flow_head_spec(config.model)) if stage in ("1", "2") else wan
     module = module.to_empty(device="cpu")
-    weights, _ = read_safetensors(checkpoint / f"{EXPORTED_ROLE[stage]}.safetensors")
+    role = EXPORTED_ROLE[stage]
+    weights, _ = read_safetensors(checkpoint / f"{role}.safetensors")
+    if (checkpoint / f"{role}.ema.safetensors").is_file():
+        weights.update(read_safetensors(checkpoint / f"{role}.ema.safetensors")[0])
     module.load_state_dict(weights, strict=True)
     return module, stage, config, trainer["iteration"]
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Flow-matching training of a Wan teacher (the toy world's teacher, issue 5; also fine-tuning a real one).
+"""Flow-matching training of a Wan teacher (the toy world's teacher; also fine-tuning a real one).
 
 Roles: `model` (a Wan, every parameter trained), started from `model.teacher` (or a random `model.wan`).
 Loss: MSE(v_θ(x_t, t, c), x1 − x) with x_t = (1 − t)x + t·x1, t = shift_γ(U[0.001, 0.999]), and a
@@ -19,13 +19,14 @@ from .times import noised, shifted_uniform
 
 class FlowMatching(Algorithm):
     stage = "fm"
+    exported_role = "model"
     log_keys = ("loss",)
 
     def __init__(self, config: TrainConfig, env: Env):
         super().__init__(config, env)
         initial = load_teacher(config.model, env.device, torch.float32)
         self.wan_config = initial.config
-        self.add_role("model", initial_wan_student(config.model, initial), config.optim.lr)
+        self.add_role("model", initial_wan_student(config.model, initial), self.optim.lr)
         self.finish_setup()
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:

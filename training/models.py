@@ -48,14 +48,19 @@ def flow_head_spec(model: ModelConfig) -> FlowHeadSpec:
 
 
 def initial_student(model: ModelConfig, teacher: WanDiT) -> TMDStudent:
-    """The TMD student: from an exported stage-1 student (`init_student`) or, without one, a fresh split of the teacher."""
+    """The TMD student: from an exported stage-1 student (`init_student`) or, without one, a fresh split of the
+    teacher."""
     if model.init_student is None:
         return TMDStudent.from_teacher(trainable_copy(teacher), flow_head_spec(model)).train()
     folder = Path(model.init_student)
     student, meta = load_student(folder / STUDENT_FILE, folder / HEAD_FILE, dtype=torch.float32,
                                  device=str(teacher.patch_embedding.weight.device))
     if meta.spec != flow_head_spec(model):
-        raise TrainingConfigError(f"{folder / HEAD_FILE} holds a head {meta.spec}, the config asks for {flow_head_spec(model)}.")
+        raise TrainingConfigError(f"{folder / HEAD_FILE} holds a head {meta.spec}, the config asks for "
+                                  f"{flow_head_spec(model)}.")
+    if meta.inner_form != model.inner_form:
+        raise TrainingConfigError(f"{folder / HEAD_FILE} was trained with inner form {meta.inner_form!r}, the config "
+                                  f"asks for {model.inner_form!r}.")
     if student.wan.config != teacher.config:
         raise TrainingConfigError(f"{folder / STUDENT_FILE} holds a {student.wan.config.describe()}, the teacher is a "
                                   f"{teacher.config.describe()}.")

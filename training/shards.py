@@ -5,13 +5,15 @@ A shard is one safetensors file holding
     latents           [N, 16, T, H, W]   clean VAE latents (Wan2.1 layout; 16×21×60×104 at 480p, 81 frames)
     context           [N, L, 4096]       umT5 embeddings of the N prompts, zero-padded to L tokens (Wan pads to 512)
     negative_context  [1, L, 4096]       umT5 embedding of the negative prompt (the CFG and dropout condition)
+    noise             [N, 16, T, H, W]   optional: the initial noise the teacher sampled each latent from (noise–data
+                                         pairs for the KD warm-up, `make_data --pairs`)
 and a `tmd_shard` metadata entry (JSON: format version, count, optional prompts and source).
 
 Making embeddings for real Wan (this pack ships no downloader): encode each prompt with the umT5-XXL
 encoder that Wan2.1 uses and keep the last hidden state, [tokens, 4096], padded with zeros to 512.
 Either run the official Wan2.1 repository's T5 encoder (`umt5-xxl-enc-bf16.pth`, text_len 512), or
 in ComfyUI load `umt5_xxl_fp8_e4m3fn_scaled.safetensors` with CLIPLoader (type "wan"), encode with
-CLIPTextEncode and save the conditioning tensor. The negative prompt is Wan's default (tmd-method §4.3).
+CLIPTextEncode and save the conditioning tensor. The negative prompt is Wan's default (the paper's Table 8).
 Latents come from the Wan2.1 VAE, or from the teacher itself through `make_data` (the paper trains on
 teacher-generated videos).
 
@@ -40,16 +42,21 @@ _DTYPE_NAMES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat
 
 
 def write_shard(path: str | os.PathLike, latents: torch.Tensor, context: torch.Tensor, negative_context: torch.Tensor,
-                prompts: list[str] | None = None, source: str = "") -> Path:
+                prompts: list[str] | None = None, source: str = "", noise: torch.Tensor | None = None) -> Path:
     """Write one shard atomically; shapes as in the module docstring."""
     if latents.ndim != 5 or context.ndim != 3 or latents.shape[0] != context.shape[0]:
         raise ShardError(f"a shard needs latents [N, C, T, H, W] and context [N, L, D] with equal N, "
                          f"got {tuple(latents.shape)} and {tuple(context.shape)}.")
     if negative_context.shape != (1, *context.shape[1:]):
-        raise ShardError(f"negative_context has shape {tuple(negative_context.shape)}, expected {(1, *context.shape[1:])}.")
+        raise ShardError(f"negative_context has shape {tuple(negative_context.shape)}, "
+                         f"expected {(1, *context.shape[1:])}.")
+    if noise is not None and noise.shape != latents.shape:
+        raise ShardError(f"noise has shape {tuple(noise.shape)}, expected the latents' {tuple(latents.shape)}.")
     meta = {"version": SHARD_VERSION, "count": latents.shape[0], "prompts": prompts or [], "source": source}
-    return write_safetensors({"latents": latents, "context": context, "negative_context": negative_context}, path,
-                             {SHARD_KEY: json.dumps(meta)})
+    tensors = {"latents": latents, "context": context, "negative_context": negative_context}
+    if noise is not None:
+        tensors["noise"] = noise
+    return write_safetensors(tensors, path, {SHARD_KEY: json.dumps(meta)})
 
 
 def expand_shards(patterns: list[str]) -> list[Path]:
@@ -75,6 +82,8 @@ def _inspect(path: Path) -> tuple[int, tuple[int, ...], int]:
         if header[key]["dtype"] not in _DTYPE_NAMES:
             raise ShardError(f"shard {path} stores {key} as {header[key]['dtype']}, expected a float type.")
     lat, ctx, neg = (header[k]["shape"] for k in ("latents", "context", "negative_context"))
+    if "noise" in header and header["noise"]["shape"] != lat:
+        raise ShardError(f"shard {path} has noise {header['noise']['shape']} for latents {lat}.")
     if len(lat) != 5 or len(ctx) != 3 or lat[0] != ctx[0] or neg != [1, *ctx[1:]]:
         raise ShardError(f"shard {path} has latents {lat}, context {ctx} and negative_context {neg}, which do not "
                          "fit together ([N, C, T, H, W], [N, L, D], [1, L, D]).")
@@ -92,7 +101,7 @@ class ShardReader:
         shapes = [_inspect(p) for p in self.paths]
         self.rows = [n for n, _, _ in shapes]
         first = self.paths[0]
-        for path, (_, lat, tokens) in zip(self.paths, shapes):
+        for path, (_, lat, tokens) in zip(self.paths, shapes, strict=True):
             if (lat, tokens) != shapes[0][1:]:
                 raise ShardError(f"shard {path} holds latents {list(lat)} with {tokens} text tokens, but {first} "
                                  f"holds {list(shapes[0][1])} with {shapes[0][2]}.")
@@ -121,13 +130,16 @@ class ShardReader:
         handle = self._handles[shard]
         item = {"latents": handle.get_slice("latents")[row], "context": handle.get_slice("context")[row],
                 "negative_context": handle.get_slice("negative_context")[0]}
+        if "noise" in handle.keys():
+            item["noise"] = handle.get_slice("noise")[row]
         for key, tensor in item.items():
             if not torch.isfinite(tensor).all():
                 raise ShardError(f"shard {self.paths[shard]} row {row} has NaN or inf values in {key}.")
         return item
 
     def next_batch(self) -> dict[str, torch.Tensor]:
-        """This process's slice of the next global batch, as float32: latents [b, C, T, H, W], contexts [b, L, D]."""
+        """This process's slice of the next global batch, as float32: latents (and noise, where the shards hold it)
+        [b, C, T, H, W], contexts [b, L, D]."""
         if self.cursor + self.global_batch > len(self._order):  # drop the incomplete tail of an epoch
             self.epoch, self.cursor = self.epoch + 1, 0
             self._order = self._epoch_order(self.epoch)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Stage 1: transition-matching pretraining of the flow head with MeanFlow (TM-MF, tmd-method §4).
+"""Stage 1: transition-matching pretraining of the flow head with MeanFlow (TM-MF, the paper's Eqs. 8–10, App. A.2).
 
 Roles: `student` (TMDStudent, every parameter trained, the backbone is not detached). No teacher network
 is needed: the targets come from the data and, for CFG, from the student's own negative-prompt velocity.
@@ -11,6 +11,9 @@ v_tgt = u_neg + ω(v − u_neg) for kept samples and v for dropped ones (no_grad
 r = s with the negative prompt: the paper's "standard CFG formulation", read as MeanFlow/FastGen do),
 û = v_tgt − (s − r)·du/ds by finite differences on the same backbone features m (reusing m is this
 pack's choice; the paper is silent), and the loss ||u − û||² / sg(||u − û||² + c), c = factor·d.
+u is formed from the head's output in the configured inner form (tmd_core/inner_form.py). The finite
+differences re-run only the head, in float32 with autocast off: δ = 5e-3 is about one bf16 step near s = 1,
+so a bf16 difference quotient is mostly rounding noise.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import dataclasses
 import torch
 
 from ..tmd_core.grids import tmd_grid
+from ..tmd_core.inner_form import average_velocity
 from ..tmd_core.student import BackboneFeatures, TMDStudent
 from .algorithm import Algorithm
 from .config import TrainConfig
@@ -28,19 +32,22 @@ from .models import initial_student, load_teacher
 from .times import noised, outer_times, stage1_inner_times
 
 
-def _rows(features: BackboneFeatures, rows: torch.Tensor) -> BackboneFeatures:
-    return dataclasses.replace(features, tokens=features.tokens[rows], context=features.context[rows])
+def _rows_fp32(features: BackboneFeatures, rows: torch.Tensor) -> BackboneFeatures:
+    """The rows `rows` of detached features, in float32 for the finite differences."""
+    return dataclasses.replace(features, tokens=features.tokens[rows].detach().float(),
+                               context=features.context[rows].detach().float())
 
 
 def _average_velocity(student: TMDStudent, features: BackboneFeatures, y: torch.Tensor, s: torch.Tensor,
-                      r: torch.Tensor, y1: torch.Tensor) -> torch.Tensor:
-    """u = y1 − head_θ(y, s, r; m) (Eq. 14), [B, C, T, H, W]."""
-    return y1 - student.head(features, y, student.head_time(s, r, y.dtype))
+                      r: torch.Tensor, y1: torch.Tensor, inner_form: str) -> torch.Tensor:
+    """u(y, s, r; m) [B, C, T, H, W] from head_θ in the given inner form (Eq. 14 for "y1")."""
+    return average_velocity(student.head(features, y, student.head_time(s, r, y.dtype)), y, y1, s, inner_form)
 
 
-def _student_u(student: TMDStudent, x_t, t, context, y_s, s, r, y1) -> tuple[torch.Tensor, BackboneFeatures]:
+def _student_u(student: TMDStudent, x_t, t, context, y_s, s, r, y1,
+               inner_form: str) -> tuple[torch.Tensor, BackboneFeatures]:
     features = student.backbone(x_t, t, context)
-    return _average_velocity(student, features, y_s, s, r, y1), features
+    return _average_velocity(student, features, y_s, s, r, y1, inner_form), features
 
 
 class TMMeanFlow(Algorithm):
@@ -52,10 +59,11 @@ class TMMeanFlow(Algorithm):
         m = config.model
         teacher = load_teacher(m, env.device, torch.float32)
         self.wan_config = teacher.config
-        self.add_role("student", initial_student(m, teacher), config.optim.lr)
+        self.add_role("student", initial_student(m, teacher), self.optim.lr)
         del teacher  # stage 1 needs no frozen network
         self.finish_setup()
-        self.outer_grid, self.inner_grid = tmd_grid(m.outer_steps, m.outer_gamma), tmd_grid(m.inner_steps, m.inner_gamma)
+        self.outer_grid = tmd_grid(m.outer_steps, m.outer_gamma)
+        self.inner_grid = tmd_grid(m.inner_steps, m.inner_gamma)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """The TM-MF loss of one batch (graph attached) and its log values."""
@@ -72,24 +80,31 @@ class TMMeanFlow(Algorithm):
 
         kept = torch.nonzero(~dropped).flatten()
         v_target = v.clone()
+        form = self.config.model.inner_form
         if len(kept) and cfg.cfg_scale != 1.0:
             with torch.no_grad():
                 u_neg, _ = self.call("student", _student_u, x_t[kept], t[kept], negative[kept], y_s[kept], s[kept],
-                                     s[kept], y1[kept])
+                                     s[kept], y1[kept], form)
             v_target[kept] = guided_velocity(v[kept], u_neg.to(v.dtype), cfg.cfg_scale)
 
-        u, features = self.call("student", _student_u, x_t, t, context, y_s, s, r, y1)
-        features = BackboneFeatures(features.tokens.detach(), features.context.detach(), features.freqs, features.grid)
-
-        def u_fn(y_eval: torch.Tensor, s_eval: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            return self.call("student", _average_velocity, _rows(features, rows), y_eval, s_eval, r[rows], y1[rows])
-
-        target = meanflow_target(u_fn, y_s, v_target, s, r, cfg.fd_delta)
-        error = u.float() - target.float()
+        u, features = self.call("student", _student_u, x_t, t, context, y_s, s, r, y1, form)
+        error = u.float() - self.target(features, y_s, v_target, s, r, y1).float()
         d = error[0].numel()
         loss = adaptive_loss(error, cfg.loss_c_factor * d)
         return loss, {"loss": loss.item(), "mse": error.detach().pow(2).mean().item(),
                       "mf_share": (r < s).double().mean().item()}
+
+    def target(self, features: BackboneFeatures, y_s: torch.Tensor, v_target: torch.Tensor, s: torch.Tensor,
+               r: torch.Tensor, y1: torch.Tensor) -> torch.Tensor:
+        """û = v_tgt − (s − r)·du/ds [B, ...] float64, du/ds by finite differences of the head alone on the
+        features m of the loss's own backbone pass, in float32 with autocast off."""
+        form = self.config.model.inner_form
+
+        def u_fn(y_eval: torch.Tensor, s_eval: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return self.call_fp32("student", _average_velocity, _rows_fp32(features, rows), y_eval.float(), s_eval,
+                                  r[rows], y1[rows].float(), form)
+
+        return meanflow_target(u_fn, y_s, v_target, s, r, self.config.stage1.fd_delta)
 
     def step(self, batch: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
         loss, logs = self.loss(batch)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Stage 2: DMD2-v distillation (tmd-method §5), with the TMD flow-head rollout or as the plain baseline.
+"""Stage 2: DMD2-v distillation (Eqs. 11, 15, App. A.3), with the TMD flow-head rollout or as the plain baseline.
 
 Roles: `student` (trainable), `teacher` (frozen real score, CFG 5 with the negative prompt),
 `fake_score` (a trainable copy of the teacher, x0-parametrised, learns the student's samples) and
@@ -10,7 +10,7 @@ and the discriminator each take one (one backward, disjoint graphs). Student inp
 x_{t_i} noised real data (no outer backward simulation; pure noise t·x1 at the grid top). TMD: backbone
 once, then all N head steps with gradients (`inner_rollout`, the sampler's own loop). The student's
 sample is x̂ = x_t − t·ŷ by default ("denoised": what the sampler computes, and the baseline's form),
-or Eq. 15's literal x1 − ŷ ("eq15"); the paper leaves the choice to experiment (tmd-method §5.1).
+or Eq. 15's literal x1 − ŷ ("eq15"); the paper leaves the choice open.
 DMD noise: t ~ shift_5(U[0.001, 0.999]), one noise ε shared by the fake sample and the discriminator's
 real sample (FastGen's `gan_use_same_t_noise`).
 """
@@ -37,17 +37,19 @@ def _guided_velocity(wan, x_t, t, context, negative, scale: float) -> torch.Tens
     return guided_velocity(cond, neg, scale)
 
 
-def _discriminate(discriminator, features: list[torch.Tensor]) -> torch.Tensor:
+def _discriminate(discriminator, features: list[torch.Tensor], train: bool) -> torch.Tensor:
+    """Logits [B, heads]; dropout only when the discriminator itself is trained, so the generator's GAN loss is
+    a deterministic function of its sample."""
+    discriminator.train(train)
     return discriminator(features)
 
 
-def _tmd_rollout(student: TMDStudent, x_t, t, context, y1, inner_grid: list[float]) -> torch.Tensor:
+def _tmd_rollout(student: TMDStudent, x_t, t, context, y1, inner_grid: list[float], inner_form: str) -> torch.Tensor:
     """ŷ of one outer step: backbone once, N head steps from y1, gradients through all of them when enabled."""
     features = student.backbone(x_t, t, context)
     times = [student.head_time(torch.full_like(t, s), torch.full_like(t, r), x_t.dtype)
-             for s, r in zip(inner_grid[:-1], inner_grid[1:])]
-    steps = [s - r for s, r in zip(inner_grid[:-1], inner_grid[1:])]
-    return inner_rollout(student, features, y1, times, steps)
+             for s, r in zip(inner_grid[:-1], inner_grid[1:], strict=True)]
+    return inner_rollout(student, features, y1, times, inner_grid, inner_form=inner_form)
 
 
 class DMD2V(Algorithm):
@@ -62,7 +64,7 @@ class DMD2V(Algorithm):
         teacher_dtype = torch.bfloat16 if env.bf16 else torch.float32
         teacher = load_teacher(m, env.device, teacher_dtype)
         self.wan_config = teacher.config
-        self.add_role("student", self.initial_student(teacher), config.optim.lr)
+        self.add_role("student", self.initial_student(teacher), self.optim.lr)
         self.add_role("fake_score", trainable_copy(teacher), s2.fake_lr)
         self.disc_blocks = s2.disc_blocks or default_disc_blocks(len(teacher.blocks))
         if s2.gan_weight > 0:
@@ -105,7 +107,7 @@ class DMD2V(Algorithm):
         logs = {"vsd": vsd.item()}
         loss = vsd
         if "discriminator" in self._modules:
-            logits = self.call("discriminator", _discriminate, self._features(x_hat_t, t, context))
+            logits = self.call("discriminator", _discriminate, self._features(x_hat_t, t, context), False)
             gan = gan_generator_loss(logits)
             loss = loss + s2.gan_weight * gan
             logs["gan_g"] = gan.item()
@@ -123,7 +125,7 @@ class DMD2V(Algorithm):
             both_t, b = torch.cat([t, t]), x.shape[0]
             with torch.no_grad():  # fake and real in one teacher pass and one discriminator pass (one DDP forward)
                 feats = self._features(torch.cat([x_hat_t, noised(x, eps, t)]), both_t, torch.cat([context, context]))
-            logits = self.call("discriminator", _discriminate, feats)
+            logits = self.call("discriminator", _discriminate, feats, True)
             disc = gan_discriminator_loss(logits[:b], logits[b:])
             loss = loss + disc
             logs.update(disc=disc.item(), d_fake=logits[:b].mean().item(), d_real=logits[b:].mean().item())
@@ -153,7 +155,8 @@ class TMDDistillation(DMD2V):
 
     def generate(self, x_t: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         y1 = self.randn_like(x_t)
-        y_hat = self.call("student", _tmd_rollout, x_t, t, context, y1, self.inner_grid).float()
+        y_hat = self.call("student", _tmd_rollout, x_t, t, context, y1, self.inner_grid,
+                          self.config.model.inner_form).float()
         if self.config.stage2.student_x0 == "eq15":
             return x1 - y_hat
         return x_t - broadcast(t, x_t) * y_hat

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Train the toy world's checkpoints end to end with the real training code (issue 5, DESIGN §5).
+"""Train the toy world's checkpoints end to end with the real training code (DESIGN §5).
 
     python -m comfyui_tmd.training.toy_world --out runs/toy [--scale 1.0] [--install]
 
@@ -60,7 +60,8 @@ def make_data(folder: Path, count: int = CLIPS) -> list[str]:
 
 def run_stage(stage: str, out: Path, shards: list[str], scale: float) -> Path:
     iterations, lr, start = PLAN[stage]
-    overrides = {"data.shards": shards, "run.iterations": max(1, round(iterations * scale)), "optim.lr": lr,
+    section = {"1": "stage1", "2": "stage2", "dmd2v": "stage2", "fm": "flow_matching"}[stage]
+    overrides = {"data.shards": shards, "run.iterations": max(1, round(iterations * scale)), f"{section}.optim.lr": lr,
                  "run.checkpoint_every": max(1, round(100 * scale))}
     if stage != "fm":
         overrides["model.teacher"] = str(out / "fm" / "export" / STUDENT_FILE)
@@ -70,7 +71,8 @@ def run_stage(stage: str, out: Path, shards: list[str], scale: float) -> Path:
     trainer.resume()
     began = time.perf_counter()
     export = trainer.run()
-    print(f"stage {stage}: {trainer.iteration} iterations, {time.perf_counter() - began:.0f} s this session -> {export}")
+    seconds = time.perf_counter() - began
+    print(f"stage {stage}: {trainer.iteration} iterations, {seconds:.0f} s this session -> {export}")
     return export
 
 
@@ -78,7 +80,8 @@ def install(out: Path, target: Path = checkpoints.CHECKPOINT_DIR) -> None:
     """The exports in float16 under the names of toy/checkpoints/ (the repository ships these files)."""
     target.mkdir(parents=True, exist_ok=True)
     save_wan(load_wan(out / "fm" / "export" / STUDENT_FILE, dtype=torch.float16), target / checkpoints.TEACHER.name)
-    save_wan(load_wan(out / "dmd2v" / "export" / STUDENT_FILE, dtype=torch.float16), target / checkpoints.DMD2V_STUDENT.name)
+    save_wan(load_wan(out / "dmd2v" / "export" / STUDENT_FILE, dtype=torch.float16),
+             target / checkpoints.DMD2V_STUDENT.name)
     student, meta = load_student(out / "2" / "export" / STUDENT_FILE, out / "2" / "export" / HEAD_FILE,
                                  dtype=torch.float16)
     save_student(student, target / checkpoints.TMD_STUDENT.name, target / checkpoints.TMD_HEAD.name, meta)

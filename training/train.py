@@ -6,8 +6,9 @@
     torchrun --nproc_per_node 8 -m comfyui_tmd.training.train --config training/configs/wan21_1_3b.yaml --stage 1 ...
 
 Stages: 1 (TM-MeanFlow), 2 (DMD2-v with flow-head rollout), dmd2v (plain DMD2-v baseline), fm (flow-matching
-teacher). `--resume` continues the newest checkpoint in --out; without it an --out that already holds
-checkpoints is refused, so a typo never overwrites a run. `--set key=value` overrides a config entry
+teacher), kd (the one-step baseline's KD warm-up before dmd2v, on `make_data --pairs` shards). `--resume`
+continues the newest checkpoint in --out; without it an --out that already holds checkpoints is refused, so a
+typo never overwrites a run. `--set key=value` overrides a config entry
 (the value is read as YAML: numbers, lists, null).
 """
 from __future__ import annotations

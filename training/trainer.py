@@ -21,12 +21,14 @@ from .distributed import Env, setup_env
 from .errors import TrainingConfigError
 from .export import export_model, module_from_checkpoint
 from .flow_matching import FlowMatching
+from .kd import KDWarmup
 from .run_log import RunLog
 from .shards import ShardReader
 from .stage1 import TMMeanFlow
 from .stage2 import DMD2V, TMDDistillation
 
-ALGORITHMS: dict[str, type[Algorithm]] = {"1": TMMeanFlow, "2": TMDDistillation, "dmd2v": DMD2V, "fm": FlowMatching}
+ALGORITHMS: dict[str, type[Algorithm]] = {"1": TMMeanFlow, "2": TMDDistillation, "dmd2v": DMD2V, "fm": FlowMatching,
+                                          "kd": KDWarmup}
 
 
 class Trainer:

@@ -44,8 +44,10 @@ def config_dict(teacher_file, shard_dir):
         "model": {"teacher": str(teacher_file), "wan": None, "head_blocks": 2},
         "data": {"shards": [str(shard_dir / "*.safetensors")], "batch_size": 4,
                  "latent_shape": list(SHARD_LATENT), "text_len": TEXT_LEN},
-        "optim": {"lr": 1e-3},
-        "stage2": {"fake_lr": 1e-3, "disc_lr": 1e-3},
+        "stage1": {"optim": {"lr": 1e-3}},
+        "stage2": {"optim": {"lr": 1e-3}, "fake_lr": 1e-3, "disc_lr": 1e-3},
+        "flow_matching": {"optim": {"lr": 1e-3}},
+        "kd": {"optim": {"lr": 1e-3}},
         "run": {"iterations": 6, "checkpoint_every": 3, "precision": "fp32", "activation_checkpointing": False},
     })
 

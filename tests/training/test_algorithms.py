@@ -48,12 +48,14 @@ def snapshot(module):
 
 
 def changed(module, before):
-    return any(not torch.equal(p, q) for p, q in zip(module.parameters(), before))
+    return any(not torch.equal(p, q) for p, q in zip(module.parameters(), before, strict=True))
 
 
-@pytest.mark.parametrize("r_equals_s", [0.75, 0.0], ids=["paper-mix", "all-meanflow"])
-def test_stage1_reduces_its_loss_on_a_fixed_batch(config_dict, env, batch, r_equals_s):
-    config_dict["stage1"] = {"r_equals_s_prob": r_equals_s}
+@pytest.mark.parametrize("r_equals_s, inner_form", [(0.75, "y1"), (0.0, "y1"), (0.75, "ys")],
+                         ids=["paper-mix", "all-meanflow", "paper-mix-ys"])
+def test_stage1_reduces_its_loss_on_a_fixed_batch(config_dict, env, batch, r_equals_s, inner_form):
+    config_dict["stage1"]["r_equals_s_prob"] = r_equals_s
+    config_dict["model"]["inner_form"] = inner_form
     algo = TMMeanFlow(config_from_dict(config_dict), env)
     before = evaluate(algo, algo.loss, batch)
     assert r_equals_s or before["mf_share"] == 1.0  # every sample goes through the finite-difference target
@@ -76,13 +78,13 @@ def test_training_rollout_is_the_sampler_rollout_with_gradients_through_every_in
     student = perturb_extras(TMDStudent.from_teacher(wan, FlowHeadSpec(head_blocks=2)))
     x, t, context = inputs
     grid = tmd_grid(3)
-    steps = [s - r for s, r in zip(grid[:-1], grid[1:])]
-    times = [student.head_time(torch.full_like(t, s), torch.full_like(t, r), x.dtype) for s, r in zip(grid[:-1], grid[1:])]
+    times = [student.head_time(torch.full_like(t, s), torch.full_like(t, r), x.dtype)
+             for s, r in zip(grid[:-1], grid[1:], strict=True)]
     y1 = torch.randn(LATENT)
     with torch.no_grad():
-        reference = inner_rollout(student, student.backbone(x, t, context), y1, times, steps)
+        reference = inner_rollout(student, student.backbone(x, t, context), y1, times, grid)
     states = []
-    out = inner_rollout(student, student.backbone(x, t, context), y1, times, steps,
+    out = inner_rollout(student, student.backbone(x, t, context), y1, times, grid,
                         callback=lambda info: states.append(info["y"]))
     for y in states:
         y.retain_grad()

@@ -27,7 +27,7 @@ def test_tmd_export_loads_in_the_core_and_samples(short, env, tmp_path):
     context = torch.randn(1, TEXT_LEN, 4096)
     with torch.no_grad():
         latent = generate_tmd(student, context, (1, *SHARD_LATENT), seed=0, outer_steps=meta.outer_steps,
-                              inner_steps=meta.inner_steps)
+                              inner_steps=meta.inner_steps, inner_form=meta.inner_form)
     assert latent.shape == (1, *SHARD_LATENT) and torch.isfinite(latent).all()
     # The export is the trained student, not the teacher: the extras left their zero initialisation.
     assert student.extras.fusion.out.weight.abs().sum() > 0
@@ -65,6 +65,20 @@ def test_export_command_writes_the_requested_dtype(short, env, tmp_path):
     assert student.wan.patch_embedding.weight.dtype == torch.float16
     with pytest.raises(TrainingConfigError, match="has no complete checkpoint"):
         export_main(["--run", str(tmp_path / "empty"), "--out", str(tmp_path / "x")])
+
+
+def test_the_inner_form_flows_from_the_config_through_export_into_stage_2(short, env, tmp_path):
+    short["model"]["inner_form"] = "ys"
+    stage1 = Trainer(config_from_dict(short), "1", tmp_path / "s1", env).run()
+    _, meta = load_student(stage1 / "student.safetensors", stage1 / "student_head.safetensors")
+    assert meta.inner_form == "ys"
+    short["model"]["init_student"] = str(stage1)
+    short["run"].update(iterations=5, checkpoint_every=5)
+    stage2 = Trainer(config_from_dict(short), "2", tmp_path / "s2", env).run()
+    assert load_student(stage2 / "student.safetensors", stage2 / "student_head.safetensors")[1].inner_form == "ys"
+    short["model"]["inner_form"] = "y1"
+    with pytest.raises(TrainingConfigError, match="trained with inner form 'ys', the config asks for 'y1'"):
+        Trainer(config_from_dict(short), "2", tmp_path / "s2b", env)
 
 
 def test_stage2_refuses_a_stage1_export_of_another_head(short, env, tmp_path):

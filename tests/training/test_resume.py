@@ -105,7 +105,7 @@ def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one(config, env,
 def test_a_checkpoint_of_another_config_or_stage_is_refused(config_dict, env, tmp_path):
     config_dict["run"].update(iterations=3)
     Trainer(config_from_dict(config_dict), "1", tmp_path, env).run()
-    config_dict["stage1"] = {"cfg_scale": 2.0}
+    config_dict["stage1"]["cfg_scale"] = 2.0
     with pytest.raises(TrainingConfigError, match=r"different config \(stage1.cfg_scale: 3.0 vs 2.0\)"):
         Trainer(config_from_dict(config_dict), "1", tmp_path, env).resume()
     with pytest.raises(TrainingConfigError, match="is a stage 1 checkpoint, this run is stage fm"):
