@@ -94,18 +94,18 @@ def parser() -> argparse.ArgumentParser:
                                      "shapes square/circle/triangle, directions left/right/up/down)")
     gen.add_argument("--out", required=True, help="clip.gif, clip.mp4 (needs PyAV) or latent.safetensors, in a "
                                                   "folder that exists")
-    gen.add_argument("--seed", type=int, default=0, help="noise seed, 0 to 2**64 - 1 (the same seed, the same clip)")
+    gen.add_argument("--seed", type=int, default=0, help="noise seed, 0 to 2**64 - 1; one seed, one clip")
     gen.add_argument("--outer-steps", type=int, help="student's outer steps M (default: what it was trained for)")
     gen.add_argument("--inner-steps", type=int, help="student's inner steps N (default: what it was trained for)")
     gen.add_argument("--teacher", action="store_true",
                      help="sample with the teacher (Euler with CFG) instead of the student")
-    gen.add_argument("--teacher-steps", type=int, help=f"teacher's Euler steps (default {TEACHER_STEPS})")
-    gen.add_argument("--cfg", type=float, help=f"teacher's classifier-free guidance scale (default {TEACHER_CFG:g}); "
-                                               "the student takes none")
-    gen.add_argument("--shift", type=float, help=f"teacher's schedule shift (default {TEACHER_SHIFT:g})")
-    gen.add_argument("--wan", help=f"Wan diffusion-model file (default {checkpoints.TMD_STUDENT.name}, "
+    gen.add_argument("--teacher-steps", type=int, help=f"teacher's Euler steps (default: {TEACHER_STEPS})")
+    gen.add_argument("--cfg", type=float, help=f"teacher's classifier-free guidance scale; the student takes none "
+                                               f"(default: {TEACHER_CFG:g})")
+    gen.add_argument("--shift", type=float, help=f"teacher's schedule shift (default: {TEACHER_SHIFT:g})")
+    gen.add_argument("--wan", help=f"Wan diffusion-model file (default: {checkpoints.TMD_STUDENT.name}, "
                                    f"or {checkpoints.TEACHER.name} with --teacher, in toy/checkpoints/)")
-    gen.add_argument("--head", help=f"flow-head file of the student (default {checkpoints.TMD_HEAD.name})")
+    gen.add_argument("--head", help=f"flow-head file of the student (default: {checkpoints.TMD_HEAD.name})")
     gen.add_argument("--context-file", help="safetensors with 'context' (and 'negative_context') for non-toy models")
     gen.add_argument("--frames", type=int, default=FRAMES,
                      help="frames of the toy clip (a multiple of 4: one latent frame each)")

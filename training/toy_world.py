@@ -95,7 +95,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stages", default=",".join(PLAN), help="comma-separated stages to run, in order")
     parser.add_argument("--clips", type=int, default=CLIPS, help="real clips in the training data")
     parser.add_argument("--install", nargs="?", const=checkpoints.CHECKPOINT_DIR, type=Path, metavar="FOLDER",
-                        help="write the exports in float16 under the toy checkpoint names (default toy/checkpoints/)")
+                        help="write the exports in float16 under the toy checkpoint names (default: toy/checkpoints/)")
     args = parser.parse_args(argv)
     args.stages = args.stages.split(",")
     unknown = [stage for stage in args.stages if stage not in PLAN]
