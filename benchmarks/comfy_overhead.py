@@ -12,7 +12,6 @@ Prints a table; the last line is one JSON object (ComfyUI/core ratio of medians,
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -23,13 +22,28 @@ import torch
 
 from ..tmd_core import (FlowHeadMeta, FlowHeadSpec, TMDStudent, WanConfig, WAN21_T2V_1_3B, generate_tmd, load_wan,
                         save_flow_head, save_wan, tmd_sigmas)
+from ..tmd_core.command_line import argument_parser, run_command
+from ..tmd_core.errors import TMDError
 from ..tmd_core.wan_model import WanDiT
+from .output import add_force_option, check_output
 from .timing import interleaved_medians
 
 SIZES = {  # name: (Wan config, latent [B, C, T, H, W], text tokens, dtype)
     "small": (WanConfig(dim=256, ffn_dim=1024, num_heads=2, num_layers=30), (1, 16, 2, 16, 16), 64, torch.float32),
     "1.3B": (WAN21_T2V_1_3B, (1, 16, 21, 60, 104), 512, torch.bfloat16),
 }
+
+
+class ComfyUIPathError(TMDError, ValueError):
+    """--comfyui is not a ComfyUI checkout."""
+
+
+def check_comfyui(root: str) -> None:
+    """One sentence, before anything is built, if `root` has no ComfyUI in it."""
+    if not (Path(root) / "comfy" / "sample.py").is_file():
+        what = "does not exist" if not Path(root).exists() else "has no comfy/sample.py"
+        raise ComfyUIPathError(f"--comfyui {root} is not a ComfyUI checkout (it {what}); give the folder that holds "
+                               "ComfyUI's main.py and comfy/.")
 
 
 def import_comfyui(root: str, device: str):
@@ -43,7 +57,9 @@ def import_comfyui(root: str, device: str):
 
 
 def device_name(device: str) -> str:
-    return torch.cuda.get_device_name() if device == "cuda" else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def run(comfyui: str, size: str = "small", device: str = "cpu", repeats: int = 5, seed: int = 0) -> dict:
@@ -59,10 +75,11 @@ def run(comfyui: str, size: str = "small", device: str = "cpu", repeats: int = 5
         save_flow_head(student, Path(folder) / "head.safetensors",
                        FlowHeadMeta.describe_model(wan, student.extras.spec, outer_steps=2, inner_steps=2))
         del wan, student
-        core_student = TMDStudent.from_teacher(load_wan(Path(folder) / "student.safetensors", dtype=dtype, device=device),
-                                               FlowHeadSpec(head_blocks=5)).eval()
-        patched = tmd_nodes.TMDApplyFlowHead.execute(comfy.sd.load_diffusion_model(str(Path(folder) / "student.safetensors")),
-                                                     read_head_file(Path(folder) / "head.safetensors")).result[0]
+        core_wan = load_wan(Path(folder) / "student.safetensors", dtype=dtype, device=device)
+        core_student = TMDStudent.from_teacher(core_wan, FlowHeadSpec(head_blocks=5)).eval()
+        comfy_wan = comfy.sd.load_diffusion_model(str(Path(folder) / "student.safetensors"))
+        head = read_head_file(Path(folder) / "head.safetensors")
+        patched = tmd_nodes.TMDApplyFlowHead.execute(comfy_wan, head).result[0]
     context = torch.randn(1, tokens, config.text_dim, generator=torch.Generator().manual_seed(1))
     sampler = tmd_nodes.TMDSampler.execute(0, 0.0).result[0]
     sigmas = tmd_sigmas(2, 10.0)
@@ -91,7 +108,8 @@ def run(comfyui: str, size: str = "small", device: str = "cpu", repeats: int = 5
 
 def format_table(r: dict) -> str:
     return "\n".join([
-        f"TMD {r['config']} on a {r['size']} Wan, latent {'×'.join(map(str, r['latent']))}, {r['dtype']}, {r['device']}",
+        f"TMD {r['config']} on a {r['size']} Wan, latent {'×'.join(map(str, r['latent']))}, {r['dtype']}, "
+        f"{r['device']}",
         "| path | median |", "|---|---|",
         f"| core (`generate_tmd`) | {r['core_s'] * 1e3:.1f} ms |",
         f"| ComfyUI (UNETLoader + TMD nodes + sample_custom) | {r['comfyui_s'] * 1e3:.1f} ms |",
@@ -101,13 +119,18 @@ def format_table(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argument_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--comfyui", required=True, help="path of a ComfyUI checkout")
-    parser.add_argument("--size", choices=sorted(SIZES), default="small")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--size", choices=sorted(SIZES), default="small",
+                        help="small: a Wan-shaped model for a CPU; 1.3B: the full model (a GPU job)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where both paths sample")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each path; medians are reported")
     parser.add_argument("--json", type=Path, help="also write the result to this file")
+    add_force_option(parser)
     options = parser.parse_args(argv)
+    check_comfyui(options.comfyui)
+    check_output([options.json] if options.json else [], options.force)
     result = run(options.comfyui, options.size, options.device, options.repeats)
     print(format_table(result))
     print(json.dumps(result))
@@ -117,4 +140,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_command(main))

@@ -14,7 +14,6 @@ on a small CPU model a batch of 2 costs well under two forwards, so that variant
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 from pathlib import Path
@@ -23,8 +22,10 @@ from typing import Callable
 import torch
 
 from . import timing
-from ..tmd_core import FlowHeadSpec, TMDDenoiser, TMDStudent, WanConfig, WanDiT, effective_nfe, generate_teacher, generate_tmd
-
+from ..tmd_core import (FlowHeadSpec, TMDDenoiser, TMDStudent, WanConfig, WanDiT, effective_nfe, generate_teacher,
+                        generate_tmd)
+from ..tmd_core.command_line import argument_parser, run_command
+from .output import add_force_option, check_output
 
 CPU = torch.device("cpu")
 
@@ -54,12 +55,14 @@ def run(dim: int = 256, layers: int = 30, latent: tuple[int, ...] = (1, 16, 2, 1
         features = student.backbone(x, t, context, embedded_context=embedded, freqs=freqs)
         y = torch.randn(latent, generator=g)
         inner_step = median_seconds(lambda: student.head(features, y, times[0]), 3 * repeats)
-        backbone = median_seconds(lambda: student.backbone(x, t, context, embedded_context=embedded, freqs=freqs), repeats)
+        backbone = median_seconds(lambda: student.backbone(x, t, context, embedded_context=embedded, freqs=freqs),
+                                  repeats)
         tmd = median_seconds(lambda: generate_tmd(student, context, latent, seed=0, outer_steps=outer_steps,
                                                   inner_steps=inner_steps, disable=True), repeats)
         teacher, teacher_batched = (
-            median_seconds(lambda batch_cfg=batch_cfg: generate_teacher(wan, context, negative, latent, seed=0, steps=teacher_steps,
-                                                                        cfg=cfg, batch_cfg=batch_cfg, disable=True),
+            median_seconds(lambda batch_cfg=batch_cfg: generate_teacher(wan, context, negative, latent, seed=0,
+                                                                        steps=teacher_steps, cfg=cfg,
+                                                                        batch_cfg=batch_cfg, disable=True),
                            max(1, repeats // 3), warmup=0)
             for batch_cfg in (False, True))
 
@@ -84,8 +87,10 @@ def run(dim: int = 256, layers: int = 30, latent: tuple[int, ...] = (1, 16, 2, 1
 def format_table(r: dict) -> str:
     rows = [
         ("one full forward (30 blocks)", f"{r['forward_s'] * 1e3:.1f} ms", "1.00"),
-        ("backbone (25 blocks + embeddings)", f"{r['backbone_s'] * 1e3:.1f} ms", f"{r['backbone_s'] / r['forward_s']:.3f}"),
-        ("one inner head step (fusion + 5 blocks + head)", f"{r['inner_step_s'] * 1e3:.1f} ms", f"{r['inner_step_over_forward']:.3f}"),
+        ("backbone (25 blocks + embeddings)", f"{r['backbone_s'] * 1e3:.1f} ms",
+         f"{r['backbone_s'] / r['forward_s']:.3f}"),
+        ("one inner head step (fusion + 5 blocks + head)", f"{r['inner_step_s'] * 1e3:.1f} ms",
+         f"{r['inner_step_over_forward']:.3f}"),
         (f"teacher, 50 steps, CFG in 2 passes ({r['teacher_nfe']} NFE)", f"{r['teacher_s']:.2f} s",
          f"{r['teacher_s'] / r['forward_s']:.1f}"),
         ("teacher, 50 steps, CFG batched (ComfyUI's way)", f"{r['teacher_batched_cfg_s']:.2f} s",
@@ -104,11 +109,13 @@ def format_table(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dim", type=int, default=256, help="model width (default 256)")
+    parser = argument_parser(__doc__.splitlines()[0])
+    parser.add_argument("--dim", type=int, default=256, help="model width")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per figure; medians are reported")
     parser.add_argument("--json", type=Path, help="also write the JSON result to this file")
+    add_force_option(parser)
     args = parser.parse_args(argv)
+    check_output([args.json] if args.json else [], args.force)
     result = run(dim=args.dim, repeats=args.repeats)
     print(format_table(result))
     if args.json:
@@ -119,4 +126,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_command(main))

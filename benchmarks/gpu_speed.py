@@ -17,7 +17,6 @@ JSON named after the device into --out, and ends with one JSON line.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import platform
@@ -30,8 +29,10 @@ import torch
 from ..kernels.triton_gate import TRITON_IMPORTED, triton_unusable_reason
 from ..tmd_core import (WAN21_T2V_1_3B, WAN21_T2V_14B, CFGDenoiser, FlowHeadSpec, TMDDenoiser, TMDStudent, WanConfig,
                         WanDiT, effective_nfe, sample_euler, set_kernel_impl, teacher_sigmas, tmd_sigmas)
+from ..tmd_core.command_line import argument_parser, run_command
 from . import flops
 from .kernel_speed import kernel_cases
+from .output import RESULTS, add_force_option, check_output
 from .timing import matmul_rate, median_seconds, sync
 
 LATENT_480P = (1, 16, 21, 60, 104)
@@ -52,10 +53,10 @@ class SamplerSpec:
 
 def samplers(teacher_steps: int) -> tuple[SamplerSpec, ...]:
     """What the benchmark times; the teacher has 50 steps at full size (2 in the CPU dry run)."""
-    return (SamplerSpec(f"teacher {teacher_steps} steps, CFG", teacher_steps, cfg=True), SamplerSpec("Euler 4 steps", 4),
-            SamplerSpec("Euler 2 steps", 2), SamplerSpec("TMD N2H5, M=1", 1, inner_steps=2),
-            SamplerSpec(TARGET, 2, inner_steps=2), SamplerSpec("TMD N4H5, M=1", 1, inner_steps=4),
-            SamplerSpec("TMD N4H5, M=2", 2, inner_steps=4))
+    return (SamplerSpec(f"teacher {teacher_steps} steps, CFG", teacher_steps, cfg=True),
+            SamplerSpec("Euler 4 steps", 4), SamplerSpec("Euler 2 steps", 2),
+            SamplerSpec("TMD N2H5, M=1", 1, inner_steps=2), SamplerSpec(TARGET, 2, inner_steps=2),
+            SamplerSpec("TMD N4H5, M=1", 1, inner_steps=4), SamplerSpec("TMD N4H5, M=2", 2, inner_steps=4))
 
 
 def random_wan(config: WanConfig, device: torch.device, dtype: torch.dtype) -> WanDiT:
@@ -139,8 +140,7 @@ def run(model: str = "1.3b", small: bool = False, repeats: int = 3, teacher_repe
                 rows.append(row)
     set_kernel_impl(student, "torch")
     return {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": device_name(device),
         "torch": torch.__version__, "triton_installed": TRITON_IMPORTED, "dtype": str(dtype).removeprefix("torch."),
         "model": "small dry run" if small else f"Wan2.1 {model}", "config": dataclasses.asdict(config),
         "latent": list(latent), "text_tokens": text_tokens, "matmul_flops_per_s": rate,
@@ -154,9 +154,11 @@ def format_table(r: dict) -> str:
              f"{'sampler':<24} {'mode':<14} {'NFE':>6} {'TFLOP':>9} {'floor s':>9} {'median s':>9} {'× floor':>8} "
              f"{'peak GiB':>9}"]
     if r["model"] == "small dry run":
-        lines.insert(0, "DRY RUN on toy sizes: proves the code paths; its timings (CPU, Triton interpreter) are no speed claim")
+        lines.insert(0, "DRY RUN on toy sizes: proves the code paths; its timings (CPU, Triton interpreter) are no "
+                 "speed claim")
     for row in r["samplers"]:
-        head = f"{row['sampler']:<24} {row['mode']:<14} {row['nfe']:>6.2f} {row['flops'] / 1e12:>9.3f} {row['floor_s']:>9.4f}"
+        head = (f"{row['sampler']:<24} {row['mode']:<14} {row['nfe']:>6.2f} {row['flops'] / 1e12:>9.3f} "
+                f"{row['floor_s']:>9.4f}")
         if "skipped" in row:
             lines.append(f"{head} skipped: {row['skipped']}")
         else:
@@ -170,32 +172,45 @@ def format_table(r: dict) -> str:
         if "skipped" in k:
             lines.append(f"{k['kernel']:<40} skipped: {k['skipped']}")
         else:
-            lines.append(f"{k['kernel']:<40} {k['torch_s'] * 1e3:>9.3f} {k['triton_s'] * 1e3:>9.3f} {k['speedup']:>7.2f}×")
+            lines.append(f"{k['kernel']:<40} {k['torch_s'] * 1e3:>9.3f} {k['triton_s'] * 1e3:>9.3f} "
+                         f"{k['speedup']:>7.2f}×")
     return "\n".join(lines)
 
 
-def result_path(out: Path, r: dict, small: bool) -> Path:
-    slug = re.sub(r"[^a-z0-9]+", "-", r["device"].lower()).strip("-")
-    return out / f"gpu_speed-{'small' if small else r['model'].split()[-1]}-{slug}.json"
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def result_path(out: Path, device: str, model: str, small: bool) -> Path:
+    """<out>/gpu_speed-<model or "small">-<device>.json, known before the run so a refusal costs nothing."""
+    slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
+    return out / f"gpu_speed-{'small' if small else model}-{slug}.json"
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=sorted(MODELS), default="1.3b", help="Wan2.1 size (default 1.3b)")
-    parser.add_argument("--small", action="store_true", help="CPU dry run at toy sizes (proves the code path, no timing claim)")
+    parser = argument_parser(__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=sorted(MODELS), default="1.3b", help="Wan2.1 size")
+    parser.add_argument("--small", action="store_true",
+                        help="CPU dry run at toy sizes (proves the code path, no timing claim)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per sampler; the median is reported")
     parser.add_argument("--teacher-repeats", type=int, default=1, help="timed runs of the 50-step CFG teacher")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results", help="folder for the JSON")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="folder for the JSON (a new device's file joins the published results; replacing one "
+                             "needs --force)")
+    add_force_option(parser)
     args = parser.parse_args(argv)
     modes = tuple(args.modes.split(","))
     if not set(modes) <= set(MODES):
         parser.error(f"--modes {args.modes!r}: expected a comma-separated subset of {','.join(MODES)}")
     if not args.small and not torch.cuda.is_available():
         parser.error("no CUDA device: run on a GPU, or pass --small for the CPU dry run")
+    path = result_path(args.out, device_name(torch.device("cpu" if args.small else "cuda")), args.model, args.small)
+    check_output([path], args.force)
     result = run(args.model, args.small, args.repeats, args.teacher_repeats, modes=modes)
     print(format_table(result))
-    path = result_path(args.out, result, args.small)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
@@ -203,4 +218,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_command(main))

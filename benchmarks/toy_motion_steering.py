@@ -10,7 +10,8 @@ the fraction of clips whose x̂₀ moves in the real clips' direction. Low t: th
 x_t and any good denoiser keeps it under either caption. High t: little of it is left, so a model that
 reads the direction word follows the caption (own caption high, opposite caption low), and a model that
 ignores it scores the same under both — it cannot start motion the caption asks for from noise.
-Writes toy_motion_steering.md and .json into --out.
+Writes toy_motion_steering.md and .json into --out (default runs/benchmarks/<name>/; the published
+tables in benchmarks/results/ are replaced only with --force).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import torch
 from ..toy.detector import detect
 from ..toy.latent import decode
 from ..toy.world import DIRECTIONS, caption_of, parse_caption
+from ..tmd_core.command_line import run_command
 from .toy_probes import load_probe_inputs, noised_real_clips, parse_probe_args, velocity, write_report
 
 TIMES = (0.95, 0.9, 0.8, 0.6, 0.3)
@@ -65,7 +67,7 @@ def markdown(model: str, table: dict[str, dict[str, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_probe_args(__doc__.split("\n")[0], argv, clips=8, out="benchmarks/results/toy_motion_steering")
+    args = parse_probe_args(__doc__.split("\n")[0], argv, clips=8, name="toy_motion_steering")
     wan, captions = load_probe_inputs(args)
     table = steering(wan, captions, args.clips)
     write_report(args.out, "toy_motion_steering", markdown(Path(args.wan).name, table),
@@ -74,4 +76,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_command(main))

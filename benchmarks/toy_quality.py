@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Quality of the toy world's samplers, measured on decoded clips with the analytic detector (toy/metrics.py).
 
-    python -m comfyui_tmd.benchmarks.toy_quality [--clips 8] [--prompts 16] [--out benchmarks/results/toy_quality]
+    python -m comfyui_tmd.benchmarks.toy_quality [--clips 8] [--prompts 16] [--out runs/benchmarks/toy_quality]
+    python -m comfyui_tmd.benchmarks.toy_quality --out benchmarks/results/toy_quality --force   # the README's table
     python -m comfyui_tmd.benchmarks.toy_quality --quick --teacher T --tmd S --tmd-head H --dmd2v D --out DIR
 
 Rows: held-out real clips (the reference), the teacher at 50 Euler steps with CFG, the teacher's Euler at 2
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from ..tmd_core import CFGDenoiser, effective_nfe, generate_teacher, generate_tmd, load_student, load_wan, sample_euler
+from ..tmd_core.command_line import argument_parser, run_command
 from ..tmd_core.grids import tmd_sigmas
 from ..tmd_core.sampler import seeded_noise
 from ..toy import checkpoints
@@ -37,6 +39,7 @@ from ..toy.metrics import (adherence, feature_frechet, mean_temporal_consistency
 from ..toy.text import NEGATIVE_PROMPT, encode_caption
 from ..toy.video_io import write_png
 from ..toy.world import COLOURS, DIRECTIONS, SHAPES, caption_of
+from .output import add_output_options, check_output
 
 REAL_SEED, HELD_OUT_SEED = 10_000, 20_000  # real clips never share a seed with the reference set
 HELD_OUT_PER_PROMPT = 16
@@ -95,7 +98,7 @@ def evaluate(method: Method, captions: list[str], clips: int, held_out: list) ->
     """The method's metrics over `clips` seeds per caption, and clip 0's frames per caption."""
     start = time.perf_counter()
     with torch.no_grad():
-        # [K, T, H, W, 3] per caption
+        # caption -> [K, T, H, W, 3]
         frames = {c: torch.stack([method.sample(c, seed) for seed in range(clips)]) for c in captions}
     seconds = time.perf_counter() - start
     detections = {c: [detect(f) for f in frames[c]] for c in captions}
@@ -118,8 +121,7 @@ def rate_with_interval(rate: float, interval: tuple[float, float]) -> str:
 
 def markdown(results: list[dict]) -> str:
     head = ("| method | NFE | adherence (all) | colour | shape | direction | Fréchet ↓ | area change ↓ "
-            "| colour change ↓ "
-            "| motion jitter ↓ | start spread (px) | mode collapse ↓ | s / clip |")
+            "| colour change ↓ | motion jitter ↓ | start spread (px) | mode collapse ↓ | s / clip |")
     rows = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in results:
         t = r["temporal"]
@@ -147,20 +149,21 @@ def pick_captions(count: int) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--teacher", default=str(checkpoints.TEACHER))
-    parser.add_argument("--tmd", default=str(checkpoints.TMD_STUDENT))
-    parser.add_argument("--tmd-head", default=str(checkpoints.TMD_HEAD))
-    parser.add_argument("--dmd2v", default=str(checkpoints.DMD2V_STUDENT))
+    parser = argument_parser(__doc__.split("\n")[0])
+    parser.add_argument("--teacher", default=str(checkpoints.TEACHER), help="the teacher's Wan file")
+    parser.add_argument("--tmd", default=str(checkpoints.TMD_STUDENT), help="the TMD student's Wan file")
+    parser.add_argument("--tmd-head", default=str(checkpoints.TMD_HEAD), help="the TMD student's flow-head file")
+    parser.add_argument("--dmd2v", default=str(checkpoints.DMD2V_STUDENT), help="the DMD2-v baseline's Wan file")
     parser.add_argument("--clips", type=int, default=8, help="clips (seeds) per prompt")
     parser.add_argument("--prompts", type=int, default=16, help="captions cycling colour, shape and direction; "
-                        "16 × 8 clips give 95 %% intervals of ±0.03–0.09")
-    parser.add_argument("--teacher-steps", type=int, default=50)
-    parser.add_argument("--cfg", type=float, default=5.0)
-    parser.add_argument("--shift", type=float, default=5.0)
-    parser.add_argument("--out", default="benchmarks/results/toy_quality", help="folder for the .md, .json and .png")
+                                                                "16 × 8 clips give 95 %% intervals of ±0.03–0.09")
+    parser.add_argument("--teacher-steps", type=int, default=50, help="the teacher's Euler steps")
+    parser.add_argument("--cfg", type=float, default=5.0, help="the teacher's classifier-free guidance scale")
+    parser.add_argument("--shift", type=float, default=5.0, help="the teacher's schedule shift")
+    add_output_options(parser, "toy_quality")
     parser.add_argument("--quick", action="store_true", help="2 prompts, 2 clips, 3 teacher steps: mechanics only")
     args = parser.parse_args(argv)
+    check_output([Path(args.out) / f"toy_quality{suffix}" for suffix in (".md", ".json", ".png")], args.force)
     if args.quick:
         args.prompts, args.clips, args.teacher_steps = 2, 2, 3
     return args
@@ -189,4 +192,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_command(main))

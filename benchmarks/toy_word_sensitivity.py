@@ -9,7 +9,8 @@ the same x_t under the caption with one attribute swapped for each other value o
 is RMS(v_swapped − v) / RMS(v), averaged over captions, clips and swaps. The same table for an untrained
 Wan of the same size (seeded) is the reference: at initialisation every word moves the output by a
 similar amount, so a trained column far below it is a word the model has learnt to ignore.
-Writes toy_word_sensitivity.md and .json into --out.
+Writes toy_word_sensitivity.md and .json into --out (default runs/benchmarks/<name>/; the published
+tables in benchmarks/results/ are replaced only with --force).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 
 from ..tmd_core import WanDiT
 from ..toy.world import COLOURS, DIRECTIONS, SHAPES, caption_of, parse_caption
+from ..tmd_core.command_line import run_command
 from .toy_probes import load_probe_inputs, noised_real_clips, parse_probe_args, velocity, write_report
 
 TIMES = (0.95, 0.8, 0.6, 0.3)
@@ -49,7 +51,8 @@ def sensitivity(wan: torch.nn.Module, captions: list[str], clips: int, seed: int
             x_t = noised_real_clips(caption, clips, seed + index, t, generator)
             v = velocity(wan, x_t, t, caption)  # once per caption: every swap is measured against it
             for attribute in ATTRIBUTES:
-                changes[attribute] += [relative_change(v, velocity(wan, x_t, t, other)) for other in swaps(caption, attribute)]
+                changes[attribute] += [relative_change(v, velocity(wan, x_t, t, other))
+                                       for other in swaps(caption, attribute)]
         table[f"{t:g}"] = {attribute: sum(values) / len(values) for attribute, values in changes.items()}
     return table
 
@@ -63,12 +66,13 @@ def untrained_like(wan: WanDiT) -> WanDiT:
 def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
     rows = ["| model | t | " + " | ".join(ATTRIBUTES) + " |", "|---|---|" + "---|" * len(ATTRIBUTES)]
     for model, table in results.items():
-        rows += [f"| {model} | {t} | " + " | ".join(f"{cells[a]:.4f}" for a in ATTRIBUTES) + " |" for t, cells in table.items()]
+        rows += [f"| {model} | {t} | " + " | ".join(f"{cells[a]:.4f}" for a in ATTRIBUTES) + " |"
+                 for t, cells in table.items()]
     return "\n".join(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_probe_args(__doc__.split("\n")[0], argv, clips=4, out="benchmarks/results/toy_word_sensitivity")
+    args = parse_probe_args(__doc__.split("\n")[0], argv, clips=4, name="toy_word_sensitivity")
     wan, captions = load_probe_inputs(args)
     results = {Path(args.wan).name: sensitivity(wan, captions, args.clips),
                f"untrained (seed {REFERENCE_SEED})": sensitivity(untrained_like(wan), captions, args.clips)}
@@ -78,4 +82,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_command(main))

@@ -85,7 +85,8 @@ class TMDRun:
     def inner_flow(self, wan: torch.nn.Module) -> InnerFlow:
         if self._flow is None or self._flow.student.wan is not wan:
             self._flow = InnerFlow(TMDStudent(wan, self.extras), inner_steps=self.inner_steps,
-                                   inner_gamma=self.inner_gamma, generator=self.generator,
+                                   inner_gamma=self.inner_gamma, inner_form=self.meta.inner_form,
+                                   generator=self.generator,
                                    inner_callback=self.inner_callback,
                                    interrupt=comfy.model_management.throw_exception_if_processing_interrupted)
         return self._flow

@@ -1,13 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Reading and writing safetensors files safely: never unpickle, detect truncation, write atomically."""
+"""Reading and writing files safely: never unpickle, detect truncated or damaged safetensors, write atomically."""
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import struct
-import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -35,10 +36,12 @@ def _read_header(path: Path) -> dict:
                     f"{path.name} is a pickle/PyTorch file, not safetensors; it was not opened because unpickling can "
                     "run arbitrary code (convert it to .safetensors first)."
                 )
-            raise CheckpointError(f"{path.name} is not a safetensors file (it does not start with a safetensors header).")
+            raise CheckpointError(
+                f"{path.name} is not a safetensors file (it does not start with a safetensors header).")
         (header_len,) = struct.unpack("<Q", start[:8])
         if header_len > min(size - 8, _MAX_HEADER_BYTES):
-            raise CheckpointError(f"{path.name} is truncated or damaged: its header says {header_len} bytes, the file has {size}.")
+            raise CheckpointError(
+                f"{path.name} is truncated or damaged: its header says {header_len} bytes, the file has {size}.")
         f.seek(8)
         try:
             header = json.loads(f.read(header_len))
@@ -75,22 +78,44 @@ def read_safetensors(path: str | os.PathLike, device: str = "cpu") -> tuple[dict
         tensors = load_file(path, device=device)
     except SafetensorError as err:
         raise CheckpointError(f"{path.name} is a damaged safetensors file ({err}).") from err
+    _check_finite(tensors, path)
     return tensors, dict(header.get("__metadata__") or {})
 
 
-def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike,
-                      metadata: Mapping[str, str] | None = None) -> Path:
-    """Write tensors to path atomically: a crash mid-write leaves the old file (or none), never half a file."""
+def _check_finite(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Damaged bytes in a float tensor tend to decode as NaN or inf (an all-ones exponent): name the file now
+    rather than let the first sampling step turn NaN."""
+    for key, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            continue
+        values = tensor.half() if tensor.element_size() == 1 else tensor  # torch has no isfinite for some float8s
+        if not torch.isfinite(values).all():
+            raise CheckpointError(f"{path.name} is damaged: its tensor {key} holds NaN or inf values (copy or "
+                                  "download the file again).")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; it replaces `path` only when the block ends without an
+    exception, so a crash or Ctrl-C mid-write leaves the old file (or none), never half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp.open("xb").close()  # made as `path` would be, with the user's umask (mkstemp would make it private)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=dict(metadata or {}))
+        yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_safetensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike,
+                      metadata: Mapping[str, str] | None = None) -> Path:
+    """Write tensors to path atomically (see `atomic_path`), making its folder if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=dict(metadata or {}))
     return path

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..tmd_core.errors import TMDError
+from ..tmd_core.safe_files import atomic_path
 
 GIF_LEVELS = 6  # the palette is the 6 × 6 × 6 colour cube (216 of 256 entries)
 LZW_MIN_CODE_SIZE = 8
@@ -107,7 +108,7 @@ def png_bytes(pixels: np.ndarray) -> bytes:
 def write_mp4(pixels: np.ndarray, path: Path, fps: float) -> None:
     import av
 
-    with av.open(str(path), mode="w") as container:
+    with av.open(str(path), mode="w", format="mp4") as container:  # format given: the path may be a temporary name
         stream = container.add_stream("libx264", rate=round(fps))
         stream.width, stream.height, stream.pix_fmt = pixels.shape[2], pixels.shape[1], "yuv420p"
         for frame in pixels:
@@ -134,10 +135,11 @@ def write_clip(frames: torch.Tensor, path: str | Path, fps: float = 4.0, scale: 
     """Frames [T, H, W, 3] in [0, 1] -> a .gif (always possible) or .mp4 (needs PyAV) file, enlarged `scale` times."""
     path = Path(path)
     pixels = to_uint8(frames, scale)
-    if clip_format(path) == "gif":
-        path.write_bytes(gif_bytes(pixels, fps))
-    else:
-        write_mp4(pixels, path, fps)
+    with atomic_path(path) as tmp:  # Ctrl-C while writing leaves no half a clip
+        if clip_format(path) == "gif":
+            tmp.write_bytes(gif_bytes(pixels, fps))
+        else:
+            write_mp4(pixels, tmp, fps)
     return path
 
 

@@ -15,8 +15,6 @@ from .algorithm import Algorithm
 from .config import STAGES, TrainConfig, config_from_dict, load_config
 from .export import export_model
 from .flow_matching import FlowMatching
-from .make_data import generate_shards
-from .memory import estimate_memory
 from .shards import ShardReader, write_shard
 from .stage1 import TMMeanFlow
 from .stage2 import DMD2V, TMDDistillation
@@ -24,6 +22,5 @@ from .trainer import ALGORITHMS, Trainer
 
 __all__ = [
     "ALGORITHMS", "Algorithm", "DMD2V", "FlowMatching", "STAGES", "ShardReader", "TMDDistillation", "TMMeanFlow",
-    "TrainConfig", "Trainer", "config_from_dict", "estimate_memory", "export_model", "generate_shards", "load_config",
-    "write_shard",
+    "TrainConfig", "Trainer", "config_from_dict", "export_model", "load_config", "write_shard",
 ]

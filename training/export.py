@@ -13,7 +13,6 @@ When the run kept an EMA of the trained role (`optim.ema_decay`), the EMA weight
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from ..tmd_core.checkpoint import FlowHeadMeta, save_student
+from ..tmd_core.command_line import argument_parser, run_command
 from ..tmd_core.safe_files import read_safetensors
 from ..tmd_core.student import TMDStudent
 from ..tmd_core.wan_config import WanConfig
@@ -42,9 +42,10 @@ def export_model(module: nn.Module, stage: str, config: TrainConfig, iterations:
     """Write the exported file(s) of a trained role into `folder`."""
     folder = Path(folder)
     module = module.to(dtype)
+    origin = config.model.teacher or "a random " + config.model.wan
     ema = config.stage_optim(stage).ema_decay
-    trained_from = (f"{STAGE_NAMES[stage]}, {iterations} iterations{f', EMA {ema}' if ema is not None else ''}, "
-                    f"from {config.model.teacher or 'a random ' + config.model.wan}")
+    averaged = f", EMA {ema}" if ema is not None else ""
+    trained_from = f"{STAGE_NAMES[stage]}, {iterations} iterations{averaged}, from {origin}"
     if isinstance(module, TMDStudent):
         m = config.model
         meta = FlowHeadMeta.describe_model(module.wan, module.extras.spec, outer_steps=m.outer_steps,
@@ -74,7 +75,7 @@ def module_from_checkpoint(checkpoint: Path) -> tuple[nn.Module, str, TrainConfi
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Export the newest checkpoint of a training run to the pack's format.")
+    parser = argument_parser("Export the newest checkpoint of a training run to the pack's format.")
     parser.add_argument("--run", required=True, type=Path, help="the run's output folder (the trainer's --out)")
     parser.add_argument("--out", required=True, type=Path, help="folder for student(.safetensors, _head.safetensors)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help="weight dtype of the exported files")
@@ -88,4 +89,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_command(main))

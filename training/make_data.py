@@ -17,13 +17,13 @@ carried into the shards.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..tmd_core.command_line import argument_parser, run_command
 from ..tmd_core.safe_files import read_safetensors
 from ..tmd_core.sampler import generate_teacher, seeded_noise
 from ..tmd_core.wan_loading import load_wan
@@ -61,22 +61,24 @@ def generate_shards(teacher: nn.Module, context: torch.Tensor, negative_context:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Generate training shards from a Wan teacher and prompt embeddings.")
+    parser = argument_parser("Generate training shards from a Wan teacher and prompt embeddings.")
     parser.add_argument("--teacher", required=True, help="Wan2.1 T2V diffusion-model safetensors file")
     parser.add_argument("--prompts", required=True, help="safetensors with context [P, L, 4096] and negative_context")
-    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path, help="folder for the shards")
     parser.add_argument("--latent", required=True, help="latent C,T,H,W, e.g. 16,21,60,104 for 480p 81 frames")
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--shift", type=float, default=3.0)
-    parser.add_argument("--cfg", type=float, default=5.0)
-    parser.add_argument("--per-shard", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=100, help="teacher's Euler steps per sample")
+    parser.add_argument("--shift", type=float, default=3.0, help="teacher's schedule shift")
+    parser.add_argument("--cfg", type=float, default=5.0, help="teacher's classifier-free guidance scale")
+    parser.add_argument("--per-shard", type=int, default=64, help="samples per shard file")
     parser.add_argument("--batch", type=int, default=1, help="prompts sampled together")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="noise seed of prompt p is seed + p")
     parser.add_argument("--pairs", action="store_true", help="store each sample's initial noise (KD warm-up pairs)")
     parser.add_argument("--skip-blocks", type=int, nargs="*", default=[],
                         help="skip-layer guidance: blocks the unconditional pass leaves out (the paper's KD data: 10)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="bf16" if torch.cuda.is_available() else "fp32")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where the teacher runs")
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="bf16" if torch.cuda.is_available() else "fp32",
+                        help="the teacher's weight dtype")
     args = parser.parse_args(argv)
     tensors, metadata = read_safetensors(args.prompts)
     if "context" not in tensors or "negative_context" not in tensors:
@@ -95,4 +97,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_command(main))

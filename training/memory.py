@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ..tmd_core.command_line import argument_parser, run_command
 from ..tmd_core.flow_head import FlowHeadExtras, FlowHeadSpec
 from ..tmd_core.wan_config import NAMED_CONFIGS, WanConfig
 from ..tmd_core.wan_model import WanDiT
@@ -95,7 +96,9 @@ def memory_table(configs: dict[str, TrainConfig], stages: tuple[str, ...] = ("1"
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argument_parser("Print the estimated memory per GPU of the shipped Wan2.1 training configs "
+                    "(training/configs/wan21_*.yaml), for stages 1 and 2 under DDP and FSDP2.").parse_args(argv)
     folder = Path(__file__).parent / "configs"
     configs = {p.stem: load_config(p) for p in sorted(folder.glob("wan21_*.yaml"))}
     print("Estimated GiB per GPU (bf16, activation checkpointing, global batch 64, no CUDA context):")
@@ -103,4 +106,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_command(main))

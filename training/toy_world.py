@@ -21,12 +21,14 @@ from pathlib import Path
 import torch
 
 from ..tmd_core.checkpoint import load_student, save_student
+from ..tmd_core.command_line import argument_parser, run_command
 from ..tmd_core.wan_loading import load_wan, save_wan
 from ..toy import checkpoints
 from ..toy.clips import make_clips
 from ..toy.latent import encode
 from ..toy.text import NEGATIVE_PROMPT, encode_caption, encode_captions
 from .config import load_config
+from .errors import TrainingConfigError
 from .models import HEAD_FILE, STUDENT_FILE
 from .shards import write_shard
 from .trainer import Trainer
@@ -87,17 +89,31 @@ def install(out: Path, target: Path = checkpoints.CHECKPOINT_DIR) -> None:
     save_student(student, target / checkpoints.TMD_STUDENT.name, target / checkpoints.TMD_HEAD.name, meta)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argument_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/toy"), help="folder for data, runs and exports")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every stage's iterations")
-    parser.add_argument("--stages", default="fm,1,2,dmd2v", help="comma-separated stages to run, in order")
+    parser.add_argument("--stages", default=",".join(PLAN), help="comma-separated stages to run, in order")
     parser.add_argument("--clips", type=int, default=CLIPS, help="real clips in the training data")
     parser.add_argument("--install", nargs="?", const=checkpoints.CHECKPOINT_DIR, type=Path, metavar="FOLDER",
-                        help="write the exports in float16 under the toy checkpoint names (default toy/checkpoints/)")
+                        help="write the exports in float16 under the toy checkpoint names (default: toy/checkpoints/)")
     args = parser.parse_args(argv)
+    args.stages = args.stages.split(",")
+    unknown = [stage for stage in args.stages if stage not in PLAN]
+    if unknown:  # checked before the data (hundreds of MB) is made
+        raise TrainingConfigError(f"--stages {','.join(args.stages)} names unknown stage {unknown[0]!r}; the stages "
+                                  f"are {', '.join(PLAN)}.")
+    if not args.scale > 0:
+        raise TrainingConfigError(f"--scale {args.scale:g} must be above 0 (it multiplies every stage's iterations).")
+    if args.clips < 1:
+        raise TrainingConfigError(f"--clips {args.clips} must be at least 1.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     shards = make_data(args.out / "data", args.clips)
-    for stage in args.stages.split(","):
+    for stage in args.stages:
         run_stage(stage, args.out, shards, args.scale)
     if args.install:
         install(args.out, args.install)
@@ -105,4 +121,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_command(main))

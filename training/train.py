@@ -13,8 +13,8 @@ typo never overwrites a run. `--set key=value` overrides a config entry
 """
 from __future__ import annotations
 
-import argparse
 
+from ..tmd_core.command_line import argument_parser, run_command
 from .config import STAGES, load_config
 from .distributed import shutdown
 from .errors import TrainingConfigError
@@ -34,9 +34,10 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train a TMD student (stage 1, 2), a DMD2-v baseline or a teacher.")
+    parser = argument_parser("Train a TMD student (stage 1, 2), a DMD2-v baseline or a teacher.")
     parser.add_argument("--config", required=True, help="YAML config (training/configs/*.yaml)")
-    parser.add_argument("--stage", required=True, choices=STAGES)
+    parser.add_argument("--stage", required=True, choices=STAGES,
+                        help="1 TM-MeanFlow, 2 TMD distillation, dmd2v the DMD2-v baseline, fm a flow-matching teacher")
     parser.add_argument("--out", required=True, help="output folder: checkpoints/, log.csv, loss_curve.png, export/")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config entry")
@@ -57,4 +58,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_command(main))
