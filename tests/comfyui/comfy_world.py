@@ -159,7 +159,8 @@ def write_lora(student, path: Path):
         up = 0.05 * torch.randn(weight.shape[0], LORA_RANK, generator=generator)
         down = 0.05 * torch.randn(LORA_RANK, weight.shape[1], generator=generator)
         key = f"diffusion_model.{target}"
-        tensors |= {f"{key}.lora_up.weight": up, f"{key}.lora_down.weight": down, f"{key}.alpha": torch.tensor(LORA_ALPHA)}
+        tensors |= {f"{key}.lora_up.weight": up, f"{key}.lora_down.weight": down,
+                    f"{key}.alpha": torch.tensor(LORA_ALPHA)}
         with torch.no_grad():
             weight += LORA_STRENGTH * (LORA_ALPHA / LORA_RANK) * (up @ down)
     write_safetensors(tensors, path)
