@@ -155,6 +155,7 @@ def _diffusion_wrapper(executor, x, timestep, context, clip_fea=None, time_dim_c
         raise TMDError("TMD supports Wan2.1 text-to-video only: image, time-concat and reference inputs are not "
                        "supported.")
     sigma = timestep.float().flatten() / 1000.0  # ComfyUI feeds the DiT 1000·σ whatever the model's shift; kept fp32
+    # The context is taken as ComfyUI's WanModel takes it: ComfyUI's umT5 encoder already pads to 512 zeroed tokens.
     return run.inner_flow(executor.class_obj).velocity(x, sigma, context, transformer_options=options)
 
 

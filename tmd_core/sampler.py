@@ -21,7 +21,7 @@ from .graphed_inner import GraphedInnerRollout
 from .grids import check_step_count, teacher_sigmas, tmd_grid, tmd_sigmas
 from .inner_form import DEFAULT_INNER_FORM, check_inner_form, flow_map_step
 from .student import BackboneFeatures, HeadTime, TMDStudent
-from .wan_model import rope_for
+from .wan_model import pad_context, rope_for
 
 Callback = Callable[[dict], None]
 
@@ -144,7 +144,7 @@ class TMDDenoiser(InnerFlow):
                  inner_form: str = DEFAULT_INNER_FORM):
         super().__init__(student, inner_steps, inner_gamma, generator, inner_callback, interrupt, cuda_graph,
                          inner_form)
-        self.context = context
+        self.context = pad_context(context, getattr(student.wan, "text_len", None))  # [B, text_len, 4096]
         self._embedded: dict[tuple, torch.Tensor] = {}
 
     def embedded_context(self, x: torch.Tensor) -> torch.Tensor:
@@ -170,7 +170,10 @@ class CFGDenoiser:
 
     def __init__(self, wan: nn.Module, context: torch.Tensor, negative_context: torch.Tensor | None, cfg: float = 5.0,
                  batch_cfg: bool = True, skip_blocks: tuple[int, ...] = ()):
-        self.wan, self.context, self.negative_context, self.cfg = wan, context, negative_context, cfg
+        text_len = getattr(wan, "text_len", None)
+        self.wan, self.cfg = wan, cfg
+        self.context = pad_context(context, text_len)  # [B, text_len, 4096], as Wan's encoder pads
+        self.negative_context = None if negative_context is None else pad_context(negative_context, text_len)
         self.batch_cfg, self.skip_blocks = batch_cfg and not skip_blocks, tuple(skip_blocks)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_) -> torch.Tensor:

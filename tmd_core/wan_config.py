@@ -11,6 +11,9 @@ import torch
 from .errors import CheckpointError
 
 
+UMT5_TOKENS = 512  # what Wan2.1's text encoder pads every prompt to
+
+
 @dataclasses.dataclass(frozen=True)
 class WanConfig:
     """Architecture of a Wan2.1 T2V DiT. Patch (1, 2, 2), 256-d frequency embedding and 4096-d umT5 text are fixed."""
@@ -25,6 +28,10 @@ class WanConfig:
     freq_dim: int = 256
     patch_size: tuple[int, int, int] = (1, 2, 2)
     eps: float = 1e-6
+    # umT5 tokens a context is zero-padded to before the model sees it, as official Wan and ComfyUI pad (512 for
+    # Wan2.1); None takes contexts as given (small test and toy models). Not part of the architecture: two configs
+    # differing only here are equal.
+    text_len: int | None = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
         if self.dim % self.num_heads or (self.dim // self.num_heads) % 2:
@@ -38,8 +45,8 @@ class WanConfig:
         return f"{self.num_layers}-layer dim-{self.dim} Wan"
 
 
-WAN21_T2V_1_3B = WanConfig(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30)
-WAN21_T2V_14B = WanConfig(dim=5120, ffn_dim=13824, num_heads=40, num_layers=40)
+WAN21_T2V_1_3B = WanConfig(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30, text_len=UMT5_TOKENS)
+WAN21_T2V_14B = WanConfig(dim=5120, ffn_dim=13824, num_heads=40, num_layers=40, text_len=UMT5_TOKENS)
 # Smallest width ComfyUI still detects as Wan (heads = dim // 128); used by tests and the toy world.
 WAN_TINY = WanConfig(dim=256, ffn_dim=512, num_heads=2, num_layers=4)
 
@@ -64,7 +71,9 @@ def strip_key_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
 def detect_wan_config(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> WanConfig:
     """Infer a WanConfig from bare Wan keys, the way ComfyUI does (heads = dim // 128 unless metadata says otherwise).
 
-    A `config` metadata entry of the form {"transformer": {"num_heads": n}} (what newer ComfyUI reads) wins.
+    A `config` metadata entry of the form {"transformer": {"num_heads": n}} (what newer ComfyUI reads) wins; this
+    pack adds "text_len" there. Files without the entry (official Wan, ComfyUI's repackaging) pad to 512 tokens;
+    files this pack wrote before "text_len" existed take contexts as given, as they were trained.
     """
     if "head.modulation" not in state_dict or "patch_embedding.weight" not in state_dict:
         raise CheckpointError("the file is not a Wan diffusion model: it has no 'head.modulation' or 'patch_embedding.weight' key.")
@@ -76,10 +85,11 @@ def detect_wan_config(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[
         num_layers += 1
     if num_layers == 0:
         raise CheckpointError("the Wan file has no 'blocks.0.*' keys, so its depth cannot be read.")
-    num_heads = max(1, dim // 128)
+    num_heads, text_len = max(1, dim // 128), UMT5_TOKENS
     if metadata and "config" in metadata:
         try:
-            num_heads = int(json.loads(metadata["config"]).get("transformer", {}).get("num_heads", num_heads))
+            transformer = json.loads(metadata["config"]).get("transformer", {})
+            num_heads, text_len = int(transformer.get("num_heads", num_heads)), transformer.get("text_len")
         except (ValueError, AttributeError) as err:
             raise CheckpointError(f"the file's 'config' metadata is not valid JSON with a transformer section ({err}).") from err
     patch = state_dict["patch_embedding.weight"]
@@ -93,9 +103,10 @@ def detect_wan_config(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[
         text_dim=state_dict["text_embedding.0.weight"].shape[1],
         freq_dim=state_dict["time_embedding.0.weight"].shape[1],
         patch_size=tuple(patch.shape[2:]),
+        text_len=text_len,
     )
 
 
 def config_metadata(config: WanConfig) -> dict[str, str]:
     """Metadata that lets ComfyUI (which guesses heads = dim // 128) and this loader rebuild the exact config."""
-    return {"config": json.dumps({"transformer": {"num_heads": config.num_heads}})}
+    return {"config": json.dumps({"transformer": {"num_heads": config.num_heads, "text_len": config.text_len}})}

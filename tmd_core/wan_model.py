@@ -33,6 +33,17 @@ def check_inputs(wan: nn.Module, x: torch.Tensor, context: torch.Tensor) -> None
         )
 
 
+def pad_context(context: torch.Tensor, text_len: int | None) -> torch.Tensor:
+    """Context [B, S, 4096] zero-padded to [B, text_len, 4096], as Wan's text encoder pads its output.
+
+    Wan was trained on padded contexts: the padding tokens still take part in cross-attention (their embedding
+    is not zero), so an unpadded context gives another video. Longer contexts (ComfyUI concatenates long
+    prompts) and text_len None pass as they are."""
+    if text_len is None or context.shape[1] >= text_len:
+        return context
+    return torch.nn.functional.pad(context, (0, 0, 0, text_len - context.shape[1]))
+
+
 def run_block(wan: nn.Module, index: int, tokens: torch.Tensor, e0: torch.Tensor, freqs: torch.Tensor,
               context: torch.Tensor, transformer_options: dict | None) -> torch.Tensor:
     """Block `index` of `wan` on tokens [B, L, dim], through a host's block-replacement patch if one is set.
@@ -80,7 +91,7 @@ class WanDiT(nn.Module):
         super().__init__()
         c = config
         self.config = c
-        self.dim, self.freq_dim, self.patch_size = c.dim, c.freq_dim, c.patch_size
+        self.dim, self.freq_dim, self.patch_size, self.text_len = c.dim, c.freq_dim, c.patch_size, c.text_len
         self.patch_embedding = nn.Conv3d(c.in_dim, c.dim, kernel_size=c.patch_size, stride=c.patch_size)
         self.text_embedding = nn.Sequential(nn.Linear(c.text_dim, c.dim), nn.GELU(approximate="tanh"),
                                             nn.Linear(c.dim, c.dim))

@@ -27,6 +27,7 @@ from ..tmd_core.command_line import argument_parser, run_command
 from ..tmd_core.safe_files import read_safetensors
 from ..tmd_core.sampler import generate_teacher, seeded_noise
 from ..tmd_core.wan_loading import load_wan
+from ..tmd_core.wan_model import pad_context
 from .errors import ShardError
 from .shards import write_shard
 
@@ -38,8 +39,11 @@ def generate_shards(teacher: nn.Module, context: torch.Tensor, negative_context:
     """One teacher sample per prompt (row of `context` [P, L, D]), `per_shard` per shard file. The `batch`
     prompts starting at p are sampled together with seed `seed + p` (with batch 1 every prompt has its own
     seed, so any subset can be regenerated alone). `pairs` stores each sample's initial noise beside it;
-    `skip_blocks` turns CFG into skip-layer guidance. Returns the shard paths."""
+    `skip_blocks` turns CFG into skip-layer guidance. Contexts are stored padded as the teacher saw them (see
+    `pad_context`), so training conditions on what made the data. Returns the shard paths."""
     out, paths = Path(out), []
+    text_len = getattr(teacher, "text_len", None)
+    context, negative_context = pad_context(context, text_len), pad_context(negative_context, text_len)
     device, dtype = teacher.patch_embedding.weight.device, teacher.patch_embedding.weight.dtype
     for first in range(0, context.shape[0], per_shard):
         rows = range(first, min(first + per_shard, context.shape[0]))

@@ -12,6 +12,7 @@ def comfy_wan_like(comfy, ours):
     c = ours.config
     model = comfy.ldm.wan.model.WanModel(model_type="t2v", dim=c.dim, ffn_dim=c.ffn_dim, num_heads=c.num_heads,
                                          num_layers=c.num_layers, in_dim=c.in_dim, out_dim=c.out_dim,
+                                         text_len=c.text_len,  # what the core pads contexts to (None: as given)
                                          operations=comfy.ops.disable_weight_init)
     model.load_state_dict(ours.state_dict(), strict=True)  # the key layouts are the same
     return model.eval()
