@@ -45,7 +45,8 @@ def test_effective_nfe_table(m, n, h, layers, expected):
     assert effective_nfe(m, n, h, layers) == pytest.approx(expected, abs=5e-3)
 
 
-@pytest.mark.parametrize("m, n, h", [(0, 2, 5), (2, 0, 5), (2, 2, 0), (2, 2, 30), (2, 2, 31), (2.5, 2, 5), (-1, 2, 5), (True, 2, 5)])
+@pytest.mark.parametrize("m, n, h", [(0, 2, 5), (2, 0, 5), (2, 2, 0), (2, 2, 30), (2, 2, 31), (2.5, 2, 5), (-1, 2, 5),
+                                     (True, 2, 5)])
 def test_impossible_step_counts_are_refused(m, n, h):
     with pytest.raises(SamplingConfigError, match="must"):
         effective_nfe(m, n, h, 30)

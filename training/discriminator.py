@@ -77,7 +77,7 @@ class Discriminator(nn.Module):
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         """One [B, C, T, H, W] feature per head -> logits [B, heads]."""
-        return torch.stack([head(f) for head, f in zip(self.heads, features)], dim=1)
+        return torch.stack([head(f) for head, f in zip(self.heads, features, strict=True)], dim=1)
 
 
 def teacher_features(wan: nn.Module, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor,

@@ -26,7 +26,8 @@ def x0_from_velocity(x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> tor
     return x_t - broadcast(t, x_t) * v
 
 
-def vsd_gradient(x_hat: torch.Tensor, g_fake: torch.Tensor, g_teacher: torch.Tensor, normalizer: str = "dmd") -> torch.Tensor:
+def vsd_gradient(x_hat: torch.Tensor, g_fake: torch.Tensor, g_teacher: torch.Tensor,
+                 normalizer: str = "dmd") -> torch.Tensor:
     """(g_fake − g_teacher)·w per sample, [B, ...] float32, no graph."""
     x_hat, g_fake, g_teacher = x_hat.detach().float(), g_fake.detach().float(), g_teacher.detach().float()
     diff = g_fake - g_teacher

@@ -22,5 +22,6 @@ def test_pipeline_trains_every_stage_and_installs_loadable_files(tmp_path):
     load_wan(installed / checkpoints.DMD2V_STUDENT.name)
     out = tmp_path / "clip.gif"
     assert cli_main(["generate", "a red square moving left", "--out", str(out),
-              "--wan", str(installed / checkpoints.TMD_STUDENT.name), "--head", str(installed / checkpoints.TMD_HEAD.name)]) == 0
+                     "--wan", str(installed / checkpoints.TMD_STUDENT.name),
+                     "--head", str(installed / checkpoints.TMD_HEAD.name)]) == 0
     assert out.read_bytes()[:6] == b"GIF89a"
