@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .times import broadcast
+from ..tmd_core.broadcast import broadcast
+
 
 _EPS = 1e-6  # keeps w finite when a sample already matches (FastGen's value)
 

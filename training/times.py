@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..tmd_core.broadcast import broadcast
 from ..tmd_core.grids import GRID_TOP
 
 T_MIN = 0.001  # lower end of every continuous time draw (tmd-method §4.4, §5.2)
@@ -39,11 +40,6 @@ def stage1_inner_times(batch: int, inner_grid: list[float], s_gamma: float, r_eq
     r = grid[torch.searchsorted(grid, s, right=True) - 1]  # largest s_j ≤ s
     same = _uniform(batch, generator) < r_equals_s_prob
     return s, torch.where(same, s, r)
-
-
-def broadcast(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Times [B] -> [B, 1, 1, 1, 1] in x's dtype, to scale latents [B, C, T, H, W]."""
-    return t.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
 
 
 def noised(x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
