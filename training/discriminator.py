@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""DMD2-v's discriminator: Conv3D multi-scale heads on unpatchified teacher features (tmd-method §5.4).
+"""DMD2-v's discriminator: Conv3D multi-scale heads on unpatchified teacher features (docs/method.md §7).
 
 The paper says only "Conv3D, jointly processing spatio-temporal features", 68M parameters for 1.3B.
 This is the head layout that reproduces that count (FastGen's "multiscale_down_mlp_large", 3 × 22.6M

@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The math of DMD2-v (tmd-method §5.2–5.4, §9.2), free of any network so it can be tested analytically.
+"""The math of DMD2-v (Eqs. 11, 17, App. A.3; docs/method.md §6–7), free of any network: tested analytically.
 
 Scores are x0-predictions g(x_t, t) = x_t − t·v(x_t, t) (Eq. 17). The student's distribution-matching
 gradient is (g_fake − g_teacher)·w: descending it moves a sample towards the teacher's denoised estimate
 and away from the fake score's. It is applied through the surrogate 0.5·MSE(x̂, sg(x̂ − grad)), whose
 gradient in x̂ is exactly grad / numel.
 
-Normaliser w (the paper's formula is garbled in the PDF; tmd-method §5.2): "dmd" (default) is the
+Normaliser w (App. A.3's formula is garbled in the PDF; docs/method.md §6.2): "dmd" (default) is the
 original DMD weight 1/mean|x̂ − g_teacher| per sample, which the authors' public FastGen code uses;
 "paper" reads App. A.3 as 1/||g_fake − g_teacher||_1, taken as a per-element mean so the step size does
 not shrink with the latent size (a sum would only rescale the learning rate by 1/d).

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The math of TM-MeanFlow (tmd-method §4.1–4.3, §9.1), free of any network so it can be tested analytically.
+"""The math of TM-MeanFlow (Eqs. 8–10, App. A.2; docs/method.md §5), free of any network: tested analytically.
 
 Sign convention (the paper's Eq. 13 typo fixed): y_r = y_s − (s − r)·u, and the MeanFlow identity
 u + (s − r)·du/ds = v, with d/ds the total derivative along the flow (∂_s u + ∂_y u · v, r fixed).

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """DMD2-v pieces with known answers: the VSD gradient's sign and normaliser, the GAN losses, the
-discriminator's size at Wan 1.3B width (tmd-method §5.2–5.4) and the teacher features it reads."""
+discriminator's size at Wan 1.3B width (App. A.3; docs/method.md §6–7) and the teacher features it reads."""
 import torch
 import torch.nn.functional as F
 

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """TM-MeanFlow math against closed forms: the target on a Gaussian inner flow, the finite-difference order,
-the adaptive normalisation and the (t, s, r) sampling scheme (tmd-method §4)."""
+the adaptive normalisation and the (t, s, r) sampling scheme (App. A.2; docs/method.md §5)."""
 from itertools import pairwise
 
 import pytest
@@ -113,7 +113,7 @@ def test_stage1_times_follow_the_discrete_scheme():
     # r is the largest grid point at or below s
     for si, ri in zip(s[below][:200].tolist(), r[below][:200].tolist(), strict=True):
         assert ri == max(p for p in grid if p <= si)
-    assert abs(s.median().item() - 0.75) < 0.01  # shift_3 maps the median 0.5 to 0.75 (tmd-method §4.4)
+    assert abs(s.median().item() - 0.75) < 0.01  # shift_3 maps the median 0.5 to 0.75 (docs/method.md §5.3)
     assert s.min() >= shift_time(0.001, 3.0) and s.max() <= shift_time(0.999, 3.0)
 
 
