@@ -42,6 +42,8 @@ def imports(path: str, source: str) -> list[tuple[str, str, int, bool]]:
         if isinstance(node, ast.ImportFrom) and node.level:
             target = package[:len(package) - (node.level - 1)] + (node.module.split(".") if node.module else [])
             names = [("pack", target[0])] if target else [("pack", alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == PACK:
+            names = [("pack", alias.name) for alias in node.names]
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
             names = []
@@ -100,6 +102,7 @@ def test_every_file_keeps_the_import_rule():
     ("benchmarks/comfy_overhead.py", "import comfy.sample\n"),
     ("nodes/x.py", "from ..training import stage1\n"),
     ("toy/x.py", "from comfyui_tmd.training.config import load_config\n"),
+    ("benchmarks/x.py", "from comfyui_tmd import training\n"),
     ("__main__.py", "from .training import toy_world\n"),
     ("nodes/x.py", "from ..benchmarks import flops\n"),
     ("nodes/x.py", "from .. import training\n"),
