@@ -66,7 +66,8 @@ def backbone(c: WanConfig, tokens: int, text_tokens: int, head_blocks: int) -> i
 def head_step(c: WanConfig, tokens: int, text_tokens: int, head_blocks: int, fusion_ffn_dim: int | None = None) -> int:
     """One TMDStudent.head call with the gated fusion (its time conditioning is precomputed per inner grid)."""
     ffn = fusion_ffn_dim or c.ffn_dim
-    fusion = patch_embedding(c, tokens) + linear(tokens, c.dim, ffn) + linear(tokens, ffn, c.dim) + linear(tokens, c.dim, c.dim)
+    fusion = (patch_embedding(c, tokens) + linear(tokens, c.dim, ffn) + linear(tokens, ffn, c.dim)
+              + linear(tokens, c.dim, c.dim))
     return fusion + head_blocks * block(c, tokens, text_tokens) + output_head(c, tokens)
 
 
@@ -80,7 +81,9 @@ def euler_sampler(c: WanConfig, tokens: int, text_tokens: int, steps: int, cfg: 
     return steps * (2 if cfg else 1) * wan_forward(c, tokens, text_tokens)
 
 
-def tmd_sampler(c: WanConfig, tokens: int, text_tokens: int, outer_steps: int, inner_steps: int, head_blocks: int) -> int:
+def tmd_sampler(c: WanConfig, tokens: int, text_tokens: int, outer_steps: int, inner_steps: int,
+                head_blocks: int) -> int:
     """sample_euler over TMDDenoiser: text once, head times once, then per outer step a backbone and N head steps."""
-    per_outer = backbone(c, tokens, text_tokens, head_blocks) + inner_steps * head_step(c, tokens, text_tokens, head_blocks)
+    head = head_step(c, tokens, text_tokens, head_blocks)
+    per_outer = backbone(c, tokens, text_tokens, head_blocks) + inner_steps * head
     return text_embedding(c, text_tokens) + head_times(c, inner_steps) + outer_steps * per_outer

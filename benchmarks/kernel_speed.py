@@ -25,7 +25,8 @@ def kernel_calls(config: WanConfig, grid: tuple[int, int, int], text_tokens: int
     freqs = rope_table(grid, config.head_dim, device=device)  # float32, as the model uses it
     return {
         "norm1 + modulation": lambda impl: norm_modulate(x, eps, shift=shift, scale=scale, impl=impl),
-        "gated residual + norm3": lambda impl: add_norm_modulate(x, y, eps, gate=gate, weight=weight, bias=bias, impl=impl),
+        "gated residual + norm3":
+            lambda impl: add_norm_modulate(x, y, eps, gate=gate, weight=weight, bias=bias, impl=impl),
         "residual + norm2 + modulation": lambda impl: add_norm_modulate(x, y, eps, shift=shift, scale=scale, impl=impl),
         "q or k RMSNorm + RoPE (self-attn)": lambda impl: rms_norm_rope(q, weight, eps, freqs, impl=impl),
         "k RMSNorm (cross-attn, text tokens)": lambda impl: rms_norm_rope(text_q, weight, eps, impl=impl),

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """How much a toy model's velocity depends on each word of the caption: does it read colour, shape and
-direction at all? (issue 5: a teacher that ignores the direction word cannot draw motion on demand.)
+direction at all? (A teacher that ignores the direction word cannot draw motion on demand.)
 
     python -m comfyui_tmd.benchmarks.toy_word_sensitivity [--wan toy/checkpoints/toy_teacher.safetensors]
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Triton kernels for the hot path, each with a torch reference and an impl switch (issue 6).
+"""Triton kernels for the hot path, each with a torch reference and an impl switch.
 
 Kept, by counted memory traffic (each kernel's docstring has the count): the fused residual add →
 LayerNorm → AdaLN modulation (three per Wan block) and the fused q/k RMSNorm → RoPE. Not kernels:

@@ -91,7 +91,9 @@ def _add_norm_modulate_kernel(
 
 
 def _check_modulations(x: torch.Tensor, mods: dict[str, torch.Tensor | None]) -> tuple[int, int]:
-    """All given modulations must be [B, F, dim] with one layout and F dividing the token count; -> (stride_b, stride_f)."""
+    """All given modulations must be [B, F, dim] with one layout and F dividing the token count.
+
+    Returns (stride_b, stride_f)."""
     given = {name: m for name, m in mods.items() if m is not None}
     if not given:
         return 0, 0
@@ -99,10 +101,12 @@ def _check_modulations(x: torch.Tensor, mods: dict[str, torch.Tensor | None]) ->
     strides = {m.stride() for m in given.values()}
     for name, m in given.items():
         if m.ndim != 3 or m.shape[0] != b or m.shape[2] != dim or tokens % m.shape[1] or m.stride(2) != 1:
-            raise ValueError(f"{name} has shape {tuple(m.shape)} and strides {m.stride()}, expected [{b}, frames, {dim}] "
-                             f"with unit stride on the last dim and frames dividing {tokens} tokens.")
+            raise ValueError(f"{name} has shape {tuple(m.shape)} and strides {m.stride()}, "
+                             f"expected [{b}, frames, {dim}] with unit stride on the last dim "
+                             f"and frames dividing {tokens} tokens.")
     if len(strides) != 1 or len({m.shape[1] for m in given.values()}) != 1:
-        raise ValueError(f"the modulations differ in shape or layout ({ {n: tuple(m.shape) for n, m in given.items()} }); "
+        shapes = {n: tuple(m.shape) for n, m in given.items()}
+        raise ValueError(f"the modulations differ in shape or layout ({shapes}); "
                          "expected chunks of one [B, F, k, dim] tensor.")
     stride = strides.pop()
     return stride[0], stride[1]
@@ -140,7 +144,8 @@ def _check_pairs(weight, bias, shift, scale) -> None:
 # ---- public functions -------------------------------------------------------------------------
 
 def norm_modulate(x: torch.Tensor, eps: float, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,
-                  shift: torch.Tensor | None = None, scale: torch.Tensor | None = None, impl: str = "auto") -> torch.Tensor:
+                  shift: torch.Tensor | None = None, scale: torch.Tensor | None = None,
+                  impl: str = "auto") -> torch.Tensor:
     """LN(x)·weight + bias, then ·(1 + scale) + shift. x [B, L, D]; shift/scale [B, F, D] -> [B, L, D]."""
     _check_pairs(weight, bias, shift, scale)
     if not use_triton(impl, x):

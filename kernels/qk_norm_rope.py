@@ -36,7 +36,8 @@ def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     return out.reshape(x.shape).to(x.dtype)
 
 
-def rms_norm_rope_ref(x: torch.Tensor, weight: torch.Tensor, eps: float, freqs: torch.Tensor | None = None) -> torch.Tensor:
+def rms_norm_rope_ref(x: torch.Tensor, weight: torch.Tensor, eps: float,
+                      freqs: torch.Tensor | None = None) -> torch.Tensor:
     """x [B, L, D] -> [B, L, D]: RMSNorm, then RoPE per head when freqs is given."""
     normed = rms_norm_ref(x, weight, eps)
     if freqs is None:

@@ -18,7 +18,8 @@ def test_small_dry_run_writes_a_table_and_json(tmp_path, capsys, monkeypatch):
     assert json.loads(lines[-1]) == written == json.loads(json.dumps(result))
     assert lines[0].startswith("DRY RUN")
     rows = {(row["sampler"], row["mode"]): row for row in result["samplers"]}
-    assert set(rows) == {(name, mode) for name in ("teacher 2 steps, CFG", gpu_speed.TARGET) for mode in gpu_speed.MODES}
+    names = ("teacher 2 steps, CFG", gpu_speed.TARGET)
+    assert set(rows) == {(name, mode) for name in names for mode in gpu_speed.MODES}
     tokens, config = flops.tokens_of(gpu_speed.SMALL_MODEL, gpu_speed.SMALL_LATENT), gpu_speed.SMALL_MODEL
     assert rows[gpu_speed.TARGET, "torch"]["flops"] == flops.tmd_sampler(config, tokens, 8, 2, 2, 5)
     assert rows[gpu_speed.TARGET, "torch"]["nfe"] == pytest.approx(2 * (1 + 5 / 6))

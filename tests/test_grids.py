@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Grids and effective NFE against the numbers of tmd-method §1.3, §2.5 and §3."""
+"""Grids and effective NFE (Eq. 16) against the numbers of docs/method.md §3–4."""
 import pytest
 
 from comfyui_tmd.tmd_core import SamplingConfigError, effective_nfe, shift_time, teacher_sigmas, tmd_grid, tmd_sigmas
@@ -19,7 +19,7 @@ def test_tmd_grid_matches_the_papers_grids(steps, gamma, expected):
 
 
 def test_shift_quantiles():
-    # tmd-method §4.4: shift_3 maps the uniform quantiles 0.1/0.5/0.9 to about 0.25/0.75/0.96.
+    # docs/method.md §5.3: shift_3 maps the uniform quantiles 0.1/0.5/0.9 to about 0.25/0.75/0.96.
     assert [round(shift_time(q, 3), 2) for q in (0.1, 0.5, 0.9)] == [0.25, 0.75, 0.96]
     assert shift_time(0.37, 1) == 0.37
 
@@ -45,7 +45,8 @@ def test_effective_nfe_table(m, n, h, layers, expected):
     assert effective_nfe(m, n, h, layers) == pytest.approx(expected, abs=5e-3)
 
 
-@pytest.mark.parametrize("m, n, h", [(0, 2, 5), (2, 0, 5), (2, 2, 0), (2, 2, 30), (2, 2, 31), (2.5, 2, 5), (-1, 2, 5), (True, 2, 5)])
+@pytest.mark.parametrize("m, n, h", [(0, 2, 5), (2, 0, 5), (2, 2, 0), (2, 2, 30), (2, 2, 31), (2.5, 2, 5), (-1, 2, 5),
+                                     (True, 2, 5)])
 def test_impossible_step_counts_are_refused(m, n, h):
     with pytest.raises(SamplingConfigError, match="must"):
         effective_nfe(m, n, h, 30)

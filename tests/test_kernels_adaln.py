@@ -41,9 +41,9 @@ def test_kernel_is_as_accurate_as_torch_and_deterministic(kernel_target, shape, 
     call = VARIANTS[variant]
     kernel = call(inputs, "triton")
     reference = call({k: v.double() for k, v in inputs.items()}, "torch")
-    for k, t, r in zip(kernel, call(inputs, "torch"), reference):
+    for k, t, r in zip(kernel, call(inputs, "torch"), reference, strict=True):
         assert_within_torch_error(k, t, r)
-    assert all(torch.equal(a, b) for a, b in zip(kernel, call(inputs, "triton"))), "two runs differ"
+    assert all(torch.equal(a, b) for a, b in zip(kernel, call(inputs, "triton"), strict=True)), "two runs differ"
 
 
 def test_rejects_modulations_that_do_not_fit_the_tokens(kernel_target):

@@ -10,8 +10,9 @@ from comfyui_tmd.tmd_core import FlowHeadSpec, TMDStudent, generate_tmd, set_ker
 from factories import LATENT, perturb_extras, random_wan
 from kernel_checks import assert_within_torch_error
 
-needs_kernels = pytest.mark.skipif(not triton_gate.INTERPRETER and not torch.cuda.is_available(),
-                                   reason="needs Triton with a GPU, or TRITON_INTERPRET=1 set before Triton is imported")
+needs_kernels = pytest.mark.skipif(
+    not triton_gate.INTERPRETER and not torch.cuda.is_available(),
+    reason="needs Triton with a GPU, or TRITON_INTERPRET=1 set before Triton is imported")
 
 
 def test_models_start_on_the_torch_path_and_switch_every_kernel_layer(student):
@@ -36,13 +37,14 @@ def test_student_with_kernels_matches_its_torch_path(inputs):
             runs[impl, dtype] = (student.wan(x.to(dtype), 1000 * t, context.to(dtype)),
                                  generate_tmd(student, context.to(dtype), LATENT, seed=3, outer_steps=1))
     for kernel, torch_out, reference in zip(runs["triton", torch.float32], runs["torch", torch.float32],
-                                            runs["torch", torch.float64]):
+                                            runs["torch", torch.float64], strict=True):
         assert_within_torch_error(kernel, torch_out, reference)
 
 
 def test_triton_where_it_cannot_run_is_an_error_and_auto_falls_back(monkeypatch):
     g = torch.Generator().manual_seed(2)
-    x, shift, scale = torch.randn(2, 6, 24, generator=g), torch.randn(2, 1, 24, generator=g), torch.randn(2, 1, 24, generator=g)
+    x = torch.randn(2, 6, 24, generator=g)
+    shift, scale = torch.randn(2, 1, 24, generator=g), torch.randn(2, 1, 24, generator=g)
     monkeypatch.setattr(triton_gate, "INTERPRETER", False)
     with pytest.raises(RuntimeError, match="impl='triton' was asked for, but .*(TRITON_INTERPRET|not installed)"):
         norm_modulate(x, 1e-6, shift=shift, scale=scale, impl="triton")

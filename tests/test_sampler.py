@@ -48,7 +48,7 @@ def test_sampler_equals_algorithm_1(trained, inputs, m, n, form):
 
 
 def test_fresh_student_is_one_teacher_euler_step_per_outer_step(student, wan, inputs):
-    """§2.4 sanity check: head ≡ v_teacher gives ŷ = 0.001·y1 + 0.999·v after the N=1 inner flow."""
+    """docs/method.md §2.4: head ≡ v_teacher gives ŷ = 0.001·y1 + 0.999·v after the N=1 inner flow."""
     _, _, context = inputs
     g = torch.Generator().manual_seed(3)
     noise, y1 = torch.randn(LATENT, generator=g), torch.randn(LATENT, generator=g)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The backbone/flow-head split, the initial identity with the teacher, and gradient flow (tmd-method §2.2–2.4)."""
+"""The backbone/flow-head split, the initial identity with the teacher, and gradient flow (docs/method.md §2)."""
 import pytest
 import torch
 

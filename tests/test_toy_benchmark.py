@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""benchmarks/toy_quality.py --quick with tiny random checkpoints: every row, table, JSON and PNG (no quality claims)."""
+"""benchmarks/toy_quality.py --quick with tiny random checkpoints: every row, table, JSON and PNG
+(no quality claims)."""
 import json
 
 import pytest

@@ -24,7 +24,8 @@ def files(tmp_path_factory):
 
 
 def student_args(files, out, *extra):
-    return ["generate", CAPTION, "--out", str(out), "--wan", str(files["tmd"]), "--head", str(files["tmd_head"]), *extra]
+    return ["generate", CAPTION, "--out", str(out),
+            "--wan", str(files["tmd"]), "--head", str(files["tmd_head"]), *extra]
 
 
 def test_module_entry_point_writes_a_gif_and_reports_nfe(files, tmp_path):
@@ -53,7 +54,8 @@ def test_teacher_with_cfg_counts_two_passes_per_step(files, tmp_path, capsys):
 def test_context_file_replaces_the_toy_text_encoder(files, tmp_path):
     write_safetensors({"context": torch.randn(7, 4096)}, tmp_path / "ctx.safetensors")
     out = tmp_path / "latent.safetensors"
-    assert main(student_args(files, out, "--context-file", str(tmp_path / "ctx.safetensors"), "--latent", "2", "4", "6")) == 0
+    context_file = str(tmp_path / "ctx.safetensors")
+    assert main(student_args(files, out, "--context-file", context_file, "--latent", "2", "4", "6")) == 0
     assert read_safetensors(out)[0]["latent"].shape == (16, 2, 4, 6)
 
 
@@ -67,6 +69,6 @@ def test_a_missing_default_checkpoint_names_the_file_and_the_command(monkeypatch
 
 
 def test_bad_caption_is_one_sentence(files, tmp_path, capsys):
-    assert main(["generate", "a purple square moving left", "--out", str(tmp_path / "x.gif"), "--wan", str(files["tmd"]),
-                 "--head", str(files["tmd_head"])]) == 2
+    assert main(["generate", "a purple square moving left", "--out", str(tmp_path / "x.gif"),
+                 "--wan", str(files["tmd"]), "--head", str(files["tmd_head"])]) == 2
     assert "'purple'" in capsys.readouterr().err

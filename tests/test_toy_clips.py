@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from comfyui_tmd.toy.clips import alpha_masks, make_clips
-from comfyui_tmd.toy.world import COLOURS, DIRECTIONS, FRAMES, SHAPES, SIDE, SIZE_RANGE, SPEED_RANGE, CaptionError, parse_caption
+from comfyui_tmd.toy.world import (COLOURS, DIRECTIONS, FRAMES, SHAPES, SIDE, SIZE_RANGE, SPEED_RANGE, CaptionError,
+                                   parse_caption)
 
 AREA = {"square": lambda s: s**2, "circle": lambda s: np.pi * s**2 / 4, "triangle": lambda s: s**2 / 2}
 SEED = int(np.random.default_rng().integers(1 << 30))  # fresh each run; printed by pytest in the test ids below

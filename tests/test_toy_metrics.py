@@ -6,8 +6,9 @@ import torch
 
 from comfyui_tmd.toy.clips import make_clips
 from comfyui_tmd.toy.detector import detect
-from comfyui_tmd.toy.metrics import (DUPLICATE_RMS, adherence, feature_frechet, frechet_distance, mean_temporal_consistency,
-                                     mode_collapse_index, sqrt_psd, start_spread, wilson_interval)
+from comfyui_tmd.toy.metrics import (DUPLICATE_RMS, adherence, feature_frechet, frechet_distance,
+                                     mean_temporal_consistency, mode_collapse_index, sqrt_psd, start_spread,
+                                     wilson_interval)
 
 RNG = np.random.default_rng()
 SEED = int(RNG.integers(1 << 30))
@@ -36,7 +37,8 @@ def test_matrix_square_root():
 def test_adherence_counts_each_attribute():
     clips = make_clips(8, SEED, "a red circle moving down")
     detections = [detect(c.frames) for c in clips]
-    assert adherence(detections, [c.caption for c in clips]) == {"colour": 1.0, "shape": 1.0, "direction": 1.0, "all": 1.0}
+    perfect = {"colour": 1.0, "shape": 1.0, "direction": 1.0, "all": 1.0}
+    assert adherence(detections, [c.caption for c in clips]) == perfect
     wrong = ["a blue circle moving down"] * 4 + ["a red square moving down"] * 4
     assert adherence(detections, wrong) == {"colour": 0.5, "shape": 0.5, "direction": 1.0, "all": 0.0}
 
@@ -48,7 +50,8 @@ def test_wilson_interval_has_its_closed_forms_and_covers_95_percent():
     assert low == pytest.approx(1 - high) and high - low == pytest.approx(0.23796, abs=1e-5)  # worked by hand
     # Coverage over repeated binomial draws: a 95 % interval contains the true rate in ~95 % of them.
     rate, count = 0.3, 40
-    hits = [low <= rate <= high for low, high in (wilson_interval(k / count, count) for k in RNG.binomial(count, rate, 4000))]
+    intervals = (wilson_interval(k / count, count) for k in RNG.binomial(count, rate, 4000))
+    hits = [low <= rate <= high for low, high in intervals]
     assert 0.93 <= np.mean(hits) <= 0.97
     with pytest.raises(ValueError, match="at least one trial"):
         wilson_interval(0.5, 0)

@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from comfyui_tmd.toy.text import CONTEXT_TOKENS, NEGATIVE_PROMPT, ToyVocabularyError, encode_caption, encode_captions, hashed_vector
+from comfyui_tmd.toy.text import (CONTEXT_TOKENS, NEGATIVE_PROMPT, ToyVocabularyError, encode_caption, encode_captions,
+                                  hashed_vector)
 from comfyui_tmd.toy.world import all_captions
 
 CAPTIONS = random.sample(all_captions(), 6)  # a fresh handful each run
@@ -52,7 +53,8 @@ def test_identical_in_a_fresh_process():
     assert child.stdout.split() == [digest(encode_caption(c)) for c in CAPTIONS]
 
 
-@pytest.mark.parametrize("caption, named", [("a purple square moving left", "'purple'"), ("a red square moving left " * 4, "words")])
+@pytest.mark.parametrize("caption, named", [("a purple square moving left", "'purple'"),
+                                            ("a red square moving left " * 4, "words")])
 def test_unknown_words_and_long_captions_are_refused_by_name(caption, named):
     with pytest.raises(ToyVocabularyError, match=named):
         encode_caption(caption)

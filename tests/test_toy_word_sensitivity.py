@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""benchmarks/toy_word_sensitivity.py: swaps, a model blind to its caption reads 0, an untrained one reads every word."""
+"""benchmarks/toy_word_sensitivity.py: swaps, a model blind to its caption reads 0, an untrained one reads every
+word."""
 import json
 
 import torch
@@ -11,7 +12,8 @@ from comfyui_tmd.tmd_core import WAN_TINY, WanDiT, save_wan
 def test_swaps_replace_one_attribute_with_each_other_value():
     assert probe.swaps("a red square moving left", "direction") == [
         "a red square moving right", "a red square moving up", "a red square moving down"]
-    assert probe.swaps("a red square moving left", "shape") == ["a red circle moving left", "a red triangle moving left"]
+    swapped = ["a red circle moving left", "a red triangle moving left"]
+    assert probe.swaps("a red square moving left", "shape") == swapped
 
 
 def test_a_model_without_cross_attention_output_ignores_every_word():

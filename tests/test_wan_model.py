@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from comfyui_tmd.tmd_core import CheckpointError, LatentShapeError, WanConfig, WanDiT, detect_wan_config, load_wan, save_wan
+from comfyui_tmd.tmd_core import (CheckpointError, LatentShapeError, WanConfig, WanDiT, detect_wan_config, load_wan,
+                                  save_wan)
 from comfyui_tmd.tmd_core.wan_config import strip_key_prefix
 
 from factories import SMALL, random_wan
@@ -16,10 +17,19 @@ def reference_wan(sd: dict, cfg: WanConfig, x, t, context):
     """Wan2.1 T2V forward in float64, straight from the official model's equations."""
     sd = {k: v.double() for k, v in sd.items()}
     x, t, context = x.double(), t.double(), context.double()
-    lin = lambda v, name: v @ sd[f"{name}.weight"].T + sd[f"{name}.bias"]
-    ln = lambda v, w=None, b=None: torch.nn.functional.layer_norm(v, v.shape[-1:], w, b, cfg.eps)
-    rms = lambda v, w: v / torch.sqrt(v.pow(2).mean(-1, keepdim=True) + cfg.eps) * w
-    gelu = lambda v: torch.nn.functional.gelu(v, approximate="tanh")
+
+    def lin(v, name):
+        return v @ sd[f"{name}.weight"].T + sd[f"{name}.bias"]
+
+    def ln(v, w=None, b=None):
+        return torch.nn.functional.layer_norm(v, v.shape[-1:], w, b, cfg.eps)
+
+    def rms(v, w):
+        return v / torch.sqrt(v.pow(2).mean(-1, keepdim=True) + cfg.eps) * w
+
+    def gelu(v):
+        return torch.nn.functional.gelu(v, approximate="tanh")
+
     silu = torch.nn.functional.silu
     b, n, d = x.shape[0], cfg.num_heads, cfg.head_dim
 
@@ -37,7 +47,8 @@ def reference_wan(sd: dict, cfg: WanConfig, x, t, context):
     # RoPE as complex rotations of adjacent pairs; axes get 22/21/21 of 64 pairs for head_dim 128.
     c = d // 2
     splits = [c - 2 * (c // 3), c // 3, c // 3]
-    pos = torch.stack(torch.meshgrid(torch.arange(f), torch.arange(h), torch.arange(w), indexing="ij"), -1).reshape(-1, 3)
+    axes = torch.meshgrid(torch.arange(f), torch.arange(h), torch.arange(w), indexing="ij")
+    pos = torch.stack(axes, -1).reshape(-1, 3)
     angles = [pos[:, i:i + 1].double() / 10000.0 ** (torch.arange(0, 2 * s, 2, dtype=torch.float64) / (2 * s))
               for i, s in enumerate(splits)]
     rot = torch.polar(torch.ones(1, dtype=torch.float64), torch.cat(angles, 1))  # [L, c]
@@ -48,7 +59,8 @@ def reference_wan(sd: dict, cfg: WanConfig, x, t, context):
 
     def attention(q, k, v):
         q, k, v = (a.permute(0, 2, 1, 3) for a in (q, k, v))
-        return (torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), -1) @ v).permute(0, 2, 1, 3).reshape(b, -1, cfg.dim)
+        weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), -1)
+        return (weights @ v).permute(0, 2, 1, 3).reshape(b, -1, cfg.dim)
 
     for i in range(cfg.num_layers):
         p = f"blocks.{i}."
@@ -85,9 +97,11 @@ def test_head_dim_128_rope_split_matches_reference():
     cfg = WanConfig(dim=256, ffn_dim=64, num_heads=2, num_layers=1)
     wan = random_wan(cfg, seed=3)
     g = torch.Generator().manual_seed(5)
-    x, t, ctx = torch.randn(1, 16, 2, 4, 4, generator=g), torch.rand(1, generator=g), torch.randn(1, 5, 4096, generator=g)
+    x, t = torch.randn(1, 16, 2, 4, 4, generator=g), torch.rand(1, generator=g)
+    ctx = torch.randn(1, 5, 4096, generator=g)
     ours = wan.double()(x.double(), 1000 * t.double(), ctx.double())
-    torch.testing.assert_close(ours, reference_wan(wan.state_dict(), cfg, x, 1000 * t.double(), ctx), rtol=1e-9, atol=1e-9)
+    expected = reference_wan(wan.state_dict(), cfg, x, 1000 * t.double(), ctx)
+    torch.testing.assert_close(ours, expected, rtol=1e-9, atol=1e-9)
 
 
 def test_float32_forward_close_to_float64(wan, inputs):
@@ -187,6 +201,6 @@ def test_named_configs_build_with_the_published_sizes():
     from comfyui_tmd.tmd_core import WAN21_T2V_1_3B, WAN21_T2V_14B
     with torch.device("meta"):
         small, big = WanDiT(WAN21_T2V_1_3B), WanDiT(WAN21_T2V_14B)
-    count = lambda m: sum(p.numel() for p in m.parameters())
-    assert 1.40e9 < count(small) < 1.45e9  # Wan2.1 "1.3B" has 1.42 B parameters
-    assert 14.0e9 < count(big) < 14.5e9
+    small_count, big_count = (sum(p.numel() for p in m.parameters()) for m in (small, big))
+    assert 1.40e9 < small_count < 1.45e9  # Wan2.1 "1.3B" has 1.42 B parameters
+    assert 14.0e9 < big_count < 14.5e9

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The pack's checkpoint format (DESIGN §4).
+"""The pack's checkpoint format.
 
 A TMD student is two safetensors files: a Wan-format diffusion-model file (UNETLoader loads it like
 any Wan2.1 model) and a small flow-head file with the extras (fusion.*, delta_embedding.*) and a

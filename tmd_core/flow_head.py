@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The new parameters of a TMD student: the fusion layer and the (s − r) time embedding (tmd-method §2.2–2.3).
+"""The new parameters of a TMD student: the fusion layer and the (s − r) time embedding (docs/method.md §2.2–2.3).
 
 Everything else in the student (backbone, head blocks, output layer) is the teacher's Wan module itself,
 so these "extras" are all a flow-head file has to carry.

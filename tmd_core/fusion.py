@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Fusion of the inner state y_s into the backbone feature m (tmd-method §2.2).
+"""Fusion of the inner state y_s into the backbone feature m (App. A.1, Fig. 8; docs/method.md §2.2).
 
 Both fusions take m and the patch tokens of y_s (made by the backbone's own patch embedding, so the
 weights are shared) and return the tokens the head blocks start from. The gated fusion returns m

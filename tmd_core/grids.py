@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Time grids and cost accounting of TMD (tmd-method §1.3, §2.5, §3).
+"""Time grids and cost accounting of TMD (Eq. 16, App. A.2; docs/method.md §3–4).
 
 Convention: t = 0 is data, t = 1 is noise; grids are descending and end at 0.
 """

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from .broadcast import broadcast
 from .errors import SamplingConfigError
 
 INNER_FORMS = ("y1", "ys")
@@ -31,7 +32,7 @@ def check_inner_form(form: str) -> str:
 def _scale(s: float | torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:
     """A time as a multiplier of latents like `like` [B, ...]: floats stay floats, tensors [B] broadcast in ≥ fp32."""
     if isinstance(s, torch.Tensor):
-        return s.reshape(-1, *([1] * (like.ndim - 1))).to(torch.promote_types(like.dtype, torch.float32))
+        return broadcast(s, like, torch.promote_types(like.dtype, torch.float32))
     return s
 
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The per-model switch between the Triton kernels and their torch references (kernels/, issue 6).
+"""The per-model switch between the Triton kernels and their torch references (kernels/).
 
 Layers that can use a kernel (WanBlock, Attention, WanHead, GatedFusion) carry a `kernel_impl`
 attribute, "torch" by default, so a model computes exactly the reference ops until it is switched.

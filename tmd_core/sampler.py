@@ -16,9 +16,11 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .broadcast import broadcast
 from .errors import NonFiniteError
 from .graphed_inner import GraphedInnerRollout
 from .grids import check_step_count, teacher_sigmas, tmd_grid, tmd_sigmas
+from .guidance import guided
 from .inner_form import DEFAULT_INNER_FORM, check_inner_form, flow_map_step
 from .student import BackboneFeatures, HeadTime, TMDStudent
 from .wan_model import pad_context, rope_for
@@ -27,8 +29,8 @@ Callback = Callable[[dict], None]
 
 
 def _denoised(x: torch.Tensor, sigma: torch.Tensor, velocity: torch.Tensor) -> torch.Tensor:
-    """x − σ·v with σ [B] kept in (at least) float32: in bf16, σ = 0.999 would round to 1."""
-    sigma = sigma.reshape(-1, *([1] * (x.ndim - 1))).to(torch.promote_types(x.dtype, torch.float32))
+    """x − σ·v with σ [B] kept in (at least) float32."""
+    sigma = broadcast(sigma, x, torch.promote_types(x.dtype, torch.float32))
     return (x - sigma * velocity).to(x.dtype)
 
 
@@ -188,7 +190,7 @@ class CFGDenoiser:
                 # the keyword only when set: ComfyUI's WanModel has no such argument
                 uncond_kwargs = {"skip_blocks": self.skip_blocks} if self.skip_blocks else {}
                 cond, uncond = self.wan(x, t, self.context), self.wan(x, t, self.negative_context, **uncond_kwargs)
-            velocity = uncond + self.cfg * (cond - uncond)
+            velocity = guided(cond, uncond, self.cfg)
         return _denoised(x, sigma, velocity)
 
 

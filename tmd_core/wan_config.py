@@ -76,7 +76,8 @@ def detect_wan_config(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[
     files this pack wrote before "text_len" existed take contexts as given, as they were trained.
     """
     if "head.modulation" not in state_dict or "patch_embedding.weight" not in state_dict:
-        raise CheckpointError("the file is not a Wan diffusion model: it has no 'head.modulation' or 'patch_embedding.weight' key.")
+        raise CheckpointError("the file is not a Wan diffusion model: "
+                              "it has no 'head.modulation' or 'patch_embedding.weight' key.")
     if "img_emb.proj.0.bias" in state_dict:
         raise CheckpointError("the file is a Wan image-to-video model; TMD here supports text-to-video Wan2.1 only.")
     dim = state_dict["head.modulation"].shape[-1]
@@ -91,7 +92,8 @@ def detect_wan_config(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[
             transformer = json.loads(metadata["config"]).get("transformer", {})
             num_heads, text_len = int(transformer.get("num_heads", num_heads)), transformer.get("text_len")
         except (ValueError, AttributeError) as err:
-            raise CheckpointError(f"the file's 'config' metadata is not valid JSON with a transformer section ({err}).") from err
+            raise CheckpointError(f"the file's 'config' metadata is not valid JSON "
+                                  f"with a transformer section ({err}).") from err
     patch = state_dict["patch_embedding.weight"]
     return WanConfig(
         dim=dim,

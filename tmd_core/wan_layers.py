@@ -25,7 +25,8 @@ def sinusoidal_embedding(dim: int, position: torch.Tensor) -> torch.Tensor:
     """Wan's time embedding input: [cos | sin] of position·10000^(-k/half), computed in float64. [B] -> [B, dim]."""
     half = dim // 2
     position = position.to(torch.float64)
-    angles = torch.outer(position, torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=position.device) / half))
+    exponents = torch.arange(half, dtype=torch.float64, device=position.device) / half
+    angles = torch.outer(position, torch.pow(10000.0, -exponents))
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
 
 
@@ -38,7 +39,7 @@ def rope_table(grid: tuple[int, int, int], head_dim: int, theta: float = 10000.0
                device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Rotation matrices for frame-major tokens of a (T, H, W) patch grid: [1, T·H·W, 1, head_dim/2, 2, 2]."""
     angles = []
-    for axis, (size, axis_dim) in enumerate(zip(grid, rope_axes(head_dim))):
+    for axis, (size, axis_dim) in enumerate(zip(grid, rope_axes(head_dim), strict=True)):
         freqs = 1.0 / theta ** (torch.arange(0, axis_dim, 2, dtype=torch.float64, device=device) / axis_dim)
         a = torch.outer(torch.arange(size, dtype=torch.float64, device=device), freqs)  # [size, axis_dim/2]
         view = [1, 1, 1, a.shape[1]]
@@ -83,7 +84,8 @@ class Attention(nn.Module):
         self.norm_q = RMSNorm(dim, eps)
         self.norm_k = RMSNorm(dim, eps)
 
-    def forward(self, x: torch.Tensor, freqs: torch.Tensor | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, freqs: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
         b, n = x.shape[0], self.num_heads
         source, rope = (x, freqs) if context is None else (context, None)
         q = rms_norm_rope(self.q(x), self.norm_q.weight, self.norm_q.eps, rope, self.kernel_impl)  # [B, L, dim]

@@ -26,7 +26,8 @@ def load_wan_state_dict(model: WanDiT, state_dict: dict[str, torch.Tensor], sour
     if missing:
         raise CheckpointError(f"{source} is missing {len(missing)} Wan keys ({_describe_keys(missing)}).")
     if unexpected:
-        raise CheckpointError(f"{source} has {len(unexpected)} keys a Wan2.1 T2V model does not have ({_describe_keys(unexpected)}).")
+        raise CheckpointError(f"{source} has {len(unexpected)} keys a Wan2.1 T2V model does not have "
+                              f"({_describe_keys(unexpected)}).")
     for key, tensor in expected.items():
         if state_dict[key].shape != tensor.shape:
             raise CheckpointError(

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The toy world (DESIGN §5): captioned clips of coloured shapes, an exact 16-channel latent format, a
+"""The toy world (docs/method.md §8): captioned clips of coloured shapes, an exact 16-channel latent format, a
 deterministic toy text encoder, an analytic detector and quality metrics.
 
 A top-level folder of its own (not under training/) because the ComfyUI nodes import it (the toy text

@@ -12,7 +12,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from .world import BACKGROUND, COLOURS, DIRECTIONS, FRAMES, SHAPES, SIDE, SIZE_RANGE, SPEED_RANGE, caption_of, parse_caption
+from .world import (BACKGROUND, COLOURS, DIRECTIONS, FRAMES, SHAPES, SIDE, SIZE_RANGE, SPEED_RANGE, caption_of,
+                    parse_caption)
 
 SUPERSAMPLE = 4
 
@@ -49,7 +50,8 @@ class Clip:
         return self.spec.caption
 
 
-def random_spec(rng: np.random.Generator, caption: str | None = None, frames: int = FRAMES, side: int = SIDE) -> ClipSpec:
+def random_spec(rng: np.random.Generator, caption: str | None = None, frames: int = FRAMES,
+                side: int = SIDE) -> ClipSpec:
     """A clip of `caption` (or of random attributes) with random start, size and speed that stays in frame."""
     if caption is None:
         colour, shape, direction = (list(COLOURS)[rng.integers(len(COLOURS))], SHAPES[rng.integers(len(SHAPES))],

@@ -56,7 +56,8 @@ class ToyLatentError(TMDError, ValueError):
 def latent_shape(batch: int = 1, frames: int = FRAMES, side: int = SIDE) -> tuple[int, int, int, int, int]:
     """[B, 16, T/4, H, W] of clips of `frames` frames of side × side pixels."""
     if frames % FRAMES_PER_LATENT:
-        raise ToyLatentError(f"a toy clip has a multiple of {FRAMES_PER_LATENT} frames (one latent frame each), got {frames}.")
+        raise ToyLatentError(f"a toy clip has a multiple of {FRAMES_PER_LATENT} frames (one latent frame each), "
+                             f"got {frames}.")
     return (batch, LATENT_CHANNELS, frames // FRAMES_PER_LATENT, side, side)
 
 

@@ -36,9 +36,11 @@ DUPLICATE_RMS = 0.03
 
 def adherence(detections: list[Detection], captions: list[str]) -> dict[str, float]:
     """Fraction of clips matching their caption, per attribute and for all three."""
-    matches = np.array([[getattr(d, name) == wanted for name, wanted in zip(ATTRIBUTES, parse_caption(caption), strict=True)]
+    matches = np.array([[getattr(d, name) == wanted
+                         for name, wanted in zip(ATTRIBUTES, parse_caption(caption), strict=True)]
                         for d, caption in zip(detections, captions, strict=True)])  # [clips, 3]
-    return {**{name: float(matches[:, i].mean()) for i, name in enumerate(ATTRIBUTES)}, "all": float(matches.all(1).mean())}
+    per_attribute = {name: float(matches[:, i].mean()) for i, name in enumerate(ATTRIBUTES)}
+    return {**per_attribute, "all": float(matches.all(1).mean())}
 
 
 def wilson_interval(rate: float, count: int, z: float = 1.96) -> tuple[float, float]:
@@ -86,7 +88,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to feature sets a [N, D] and b [M, D] (N, M ≥ 2)."""
     if len(a) < 2 or len(b) < 2:
         raise ValueError(f"Fréchet distance needs at least 2 samples per set, got {len(a)} and {len(b)}.")
-    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))  # [D, D], also for D = 1
+    # [D, D], also for D = 1
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
     root_a = sqrt_psd(cov_a)
     cross = np.trace(sqrt_psd(root_a @ cov_b @ root_a))
     return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)

@@ -56,9 +56,11 @@ def tokenize(caption: str) -> list[str]:
     words = caption.lower().split()
     for word in words:
         if word not in VOCABULARY:
-            raise ToyVocabularyError(f"the toy text encoder does not know the word {word!r}; it knows {', '.join(VOCABULARY)}.")
+            raise ToyVocabularyError(f"the toy text encoder does not know the word {word!r}; "
+                                     f"it knows {', '.join(VOCABULARY)}.")
     if len(words) >= CONTEXT_TOKENS:
-        raise ToyVocabularyError(f"caption {caption!r} has {len(words)} words; the toy encoder takes at most {CONTEXT_TOKENS - 1}.")
+        raise ToyVocabularyError(f"caption {caption!r} has {len(words)} words; "
+                                 f"the toy encoder takes at most {CONTEXT_TOKENS - 1}.")
     return [*words, END_TOKEN]
 
 

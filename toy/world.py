@@ -40,7 +40,8 @@ def parse_caption(caption: str) -> tuple[str, str, str]:
     if len(words) != 5 or words[0] not in ("a", "an") or words[3] != "moving":
         raise CaptionError(f"caption {caption!r} is not of the form 'a <colour> <shape> moving <direction>'.")
     _, colour, shape, _, direction = words
-    for value, known, what in ((colour, COLOURS, "colour"), (shape, SHAPES, "shape"), (direction, DIRECTIONS, "direction")):
+    checks = ((colour, COLOURS, "colour"), (shape, SHAPES, "shape"), (direction, DIRECTIONS, "direction"))
+    for value, known, what in checks:
         if value not in known:
             raise CaptionError(f"caption {caption!r} has {what} {value!r}; the toy world knows {', '.join(known)}.")
     return colour, shape, direction

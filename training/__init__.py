@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Offline training: TM-MeanFlow pretraining, DMD2-v distillation, export (issue 4). Never imported by nodes/.
+"""Offline training: TM-MeanFlow pretraining, DMD2-v distillation, export. Never imported by nodes/.
 
-For scripts (the toy world, issue 5):
+For scripts (as training/toy_world.py trains the toy world):
 
     from comfyui_tmd.training import Trainer, load_config
     config = load_config("training/configs/tiny.yaml", {"data.shards": ["toy/*.safetensors"]})

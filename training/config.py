@@ -22,6 +22,7 @@ from .errors import TrainingConfigError
 
 # TM-MeanFlow, DMD2-v with rollout, plain DMD2-v baseline, flow-matching teacher, KD warm-up of the baseline
 STAGES = ("1", "2", "dmd2v", "fm", "kd")
+PLAN_KEY = "plan"  # top-level section of a config that lists a pipeline's runs (toy.yaml); not a TrainConfig field
 
 
 @dataclasses.dataclass
@@ -212,15 +213,21 @@ def config_from_dict(values: dict) -> TrainConfig:
     return _build(TrainConfig, values, "")
 
 
-def load_config(path: str | os.PathLike, overrides: dict | None = None) -> TrainConfig:
-    """Read a YAML config; `overrides` maps dotted keys ("run.iterations", "stage2.optim.lr") to values given on the
-    command line."""
+def read_yaml(path: str | os.PathLike) -> dict:
+    """The mapping in a YAML config file, unchecked."""
     import yaml  # the `training` extra; imported here so the core never needs it
 
     path = Path(path)
     if not path.is_file():
         raise TrainingConfigError(f"no config file at {path}.")
-    values = yaml.safe_load(path.read_text()) or {}
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def load_config(path: str | os.PathLike, overrides: dict | None = None) -> TrainConfig:
+    """Read a YAML config; `overrides` maps dotted keys ("run.iterations", "stage2.optim.lr") to values given on the
+    command line."""
+    values = read_yaml(path)
+    values.pop(PLAN_KEY, None)  # a pipeline's list of runs (training/toy_world.py), not a setting of one run
     for dotted, value in (overrides or {}).items():
         *sections, key = dotted.split(".")
         node = values

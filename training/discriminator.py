@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""DMD2-v's discriminator: Conv3D multi-scale heads on unpatchified teacher features (tmd-method §5.4).
+"""DMD2-v's discriminator: Conv3D multi-scale heads on unpatchified teacher features (docs/method.md §7).
 
 The paper says only "Conv3D, jointly processing spatio-temporal features", 68M parameters for 1.3B.
 This is the head layout that reproduces that count (FastGen's "multiscale_down_mlp_large", 3 × 22.6M
@@ -77,7 +77,7 @@ class Discriminator(nn.Module):
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         """One [B, C, T, H, W] feature per head -> logits [B, heads]."""
-        return torch.stack([head(f) for head, f in zip(self.heads, features)], dim=1)
+        return torch.stack([head(f) for head, f in zip(self.heads, features, strict=True)], dim=1)
 
 
 def teacher_features(wan: nn.Module, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor,

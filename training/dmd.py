@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The math of DMD2-v (tmd-method §5.2–5.4, §9.2), free of any network so it can be tested analytically.
+"""The math of DMD2-v (Eqs. 11, 17, App. A.3; docs/method.md §6–7), free of any network: tested analytically.
 
 Scores are x0-predictions g(x_t, t) = x_t − t·v(x_t, t) (Eq. 17). The student's distribution-matching
 gradient is (g_fake − g_teacher)·w: descending it moves a sample towards the teacher's denoised estimate
 and away from the fake score's. It is applied through the surrogate 0.5·MSE(x̂, sg(x̂ − grad)), whose
 gradient in x̂ is exactly grad / numel.
 
-Normaliser w (the paper's formula is garbled in the PDF; tmd-method §5.2): "dmd" (default) is the
+Normaliser w (App. A.3's formula is garbled in the PDF; docs/method.md §6.2): "dmd" (default) is the
 original DMD weight 1/mean|x̂ − g_teacher| per sample, which the authors' public FastGen code uses;
 "paper" reads App. A.3 as 1/||g_fake − g_teacher||_1, taken as a per-element mean so the step size does
 not shrink with the latent size (a sum would only rescale the learning rate by 1/d).
@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .times import broadcast
+from ..tmd_core.broadcast import broadcast
+
 
 _EPS = 1e-6  # keeps w finite when a sample already matches (FastGen's value)
 
@@ -26,7 +27,8 @@ def x0_from_velocity(x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> tor
     return x_t - broadcast(t, x_t) * v
 
 
-def vsd_gradient(x_hat: torch.Tensor, g_fake: torch.Tensor, g_teacher: torch.Tensor, normalizer: str = "dmd") -> torch.Tensor:
+def vsd_gradient(x_hat: torch.Tensor, g_fake: torch.Tensor, g_teacher: torch.Tensor,
+                 normalizer: str = "dmd") -> torch.Tensor:
     """(g_fake − g_teacher)·w per sample, [B, ...] float32, no graph."""
     x_hat, g_fake, g_teacher = x_hat.detach().float(), g_fake.detach().float(), g_teacher.detach().float()
     diff = g_fake - g_teacher

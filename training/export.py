@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Export a trained model to the pack's checkpoint format (DESIGN §4).
+"""Export a trained model to the pack's checkpoint format (tmd_core/checkpoint.py).
 
 TMD stages (1, 2): `student.safetensors` (a Wan-format diffusion-model file: UNETLoader and
 `tmd_core.load_wan` read it) plus `student_head.safetensors` (the flow-head extras with `tmd` metadata:

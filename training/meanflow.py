@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The math of TM-MeanFlow (tmd-method §4.1–4.3, §9.1), free of any network so it can be tested analytically.
+"""The math of TM-MeanFlow (Eqs. 8–10, App. A.2; docs/method.md §5), free of any network: tested analytically.
 
 Sign convention (the paper's Eq. 13 typo fixed): y_r = y_s − (s − r)·u, and the MeanFlow identity
 u + (s − r)·du/ds = v, with d/ds the total derivative along the flow (∂_s u + ∂_y u · v, r fixed).
@@ -17,8 +17,9 @@ from typing import Callable
 
 import torch
 
+from ..tmd_core.broadcast import broadcast
 from ..tmd_core.grids import GRID_TOP
-from .times import T_MIN, broadcast
+from .times import T_MIN
 
 AverageVelocity = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -64,9 +65,3 @@ def adaptive_loss(error: torch.Tensor, c: float) -> torch.Tensor:
     """mean over the batch of ||Δ||² / sg(||Δ||² + c), ||·||² summed over each sample (App. A.2, power 1)."""
     squared = error.float().pow(2).flatten(1).sum(1)  # [B]
     return (squared / (squared.detach() + c)).mean()
-
-
-def guided_velocity(v: torch.Tensor, v_negative: torch.Tensor, scale: float) -> torch.Tensor:
-    """Classifier-free guidance v_neg + ω·(v − v_neg). Stage 1 guides the conditional velocity with the student's
-    own negative-prompt u at r = s; stage 2 guides the teacher (the same in x0 space, since g is affine in v)."""
-    return v_negative + scale * (v - v_negative)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 class RunLog:
     def __init__(self, out: Path, keys: tuple[str, ...], total: int, enabled: bool = True):
-        self.path, self.keys, self.total, self.enabled = out / "log.csv", ("iteration", *keys, "lr", "seconds"), total, enabled
+        self.path, self.keys = out / "log.csv", ("iteration", *keys, "lr", "seconds")
+        self.total, self.enabled = total, enabled
         self.started, self._tb, self._bar = time.monotonic(), None, None
         if not enabled:
             return
@@ -86,10 +87,10 @@ def plot_losses(csv_path: Path, keys: tuple[str, ...]) -> Path | None:
     with csv_path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.2 * len(keys)), sharex=True, squeeze=False)
-    for ax, key in zip(axes[:, 0], keys):
+    for ax, key in zip(axes[:, 0], keys, strict=True):
         points = [(int(r["iteration"]), float(r[key])) for r in rows if r.get(key)]
         if points:
-            ax.plot(*zip(*points), linewidth=1)
+            ax.plot(*zip(*points, strict=True), linewidth=1)
         ax.set_ylabel(key)
     axes[-1, 0].set_xlabel("iteration")
     fig.tight_layout()

@@ -22,12 +22,13 @@ import dataclasses
 import torch
 
 from ..tmd_core.grids import tmd_grid
+from ..tmd_core.guidance import guided
 from ..tmd_core.inner_form import average_velocity
 from ..tmd_core.student import BackboneFeatures, TMDStudent
 from .algorithm import Algorithm
 from .config import TrainConfig
 from .distributed import Env
-from .meanflow import adaptive_loss, guided_velocity, meanflow_target
+from .meanflow import adaptive_loss, meanflow_target
 from .models import initial_student, load_teacher
 from .times import noised, outer_times, stage1_inner_times
 
@@ -85,7 +86,7 @@ class TMMeanFlow(Algorithm):
             with torch.no_grad():
                 u_neg, _ = self.call("student", _student_u, x_t[kept], t[kept], negative[kept], y_s[kept], s[kept],
                                      s[kept], y1[kept], form)
-            v_target[kept] = guided_velocity(v[kept], u_neg.to(v.dtype), cfg.cfg_scale)
+            v_target[kept] = guided(v[kept], u_neg.to(v.dtype), cfg.cfg_scale)
 
         u, features = self.call("student", _student_u, x_t, t, context, y_s, s, r, y1, form)
         error = u.float() - self.target(features, y_s, v_target, s, r, y1).float()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from ..tmd_core.grids import tmd_grid
+from ..tmd_core.guidance import guided
 from ..tmd_core.sampler import inner_rollout
 from ..tmd_core.student import TMDStudent
 from .algorithm import Algorithm
@@ -26,15 +27,14 @@ from .config import TrainConfig
 from .discriminator import Discriminator, default_disc_blocks, teacher_features
 from .distributed import Env
 from .dmd import fake_score_loss, gan_discriminator_loss, gan_generator_loss, vsd_gradient, vsd_loss, x0_from_velocity
-from .meanflow import guided_velocity
 from .models import initial_student, initial_wan_student, load_teacher, trainable_copy, wan_velocity
-from .times import broadcast, noised, outer_times, shifted_uniform, student_inputs
+from .times import noised, outer_times, shifted_uniform, student_inputs
 
 
 def _guided_velocity(wan, x_t, t, context, negative, scale: float) -> torch.Tensor:
     """Teacher velocity with CFG, cond and negative in one batch."""
     cond, neg = wan(torch.cat([x_t, x_t]), 1000.0 * torch.cat([t, t]), torch.cat([context, negative])).chunk(2)
-    return guided_velocity(cond, neg, scale)
+    return guided(cond, neg, scale)
 
 
 def _discriminate(discriminator, features: list[torch.Tensor], train: bool) -> torch.Tensor:
@@ -159,4 +159,4 @@ class TMDDistillation(DMD2V):
                           self.config.model.inner_form).float()
         if self.config.stage2.student_x0 == "eq15":
             return x1 - y_hat
-        return x_t - broadcast(t, x_t) * y_hat
+        return x0_from_velocity(x_t, t, y_hat)

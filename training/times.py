@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Training-time sampling of t, s, r and the noising path (tmd-method §4.4, §5.1, §5.2).
+"""Training-time sampling of t, s, r and the noising path (App. A.2, A.3; docs/method.md §5.3, §6.1–6.2).
 
 Times are float64 tensors on the generator's device ("BF16 with FP64 time", Table 7); they are cast
 to the latent dtype only where they multiply a latent. Every draw comes from the caller's generator,
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import torch
 
+from ..tmd_core.broadcast import broadcast
 from ..tmd_core.grids import GRID_TOP
 
-T_MIN = 0.001  # lower end of every continuous time draw (tmd-method §4.4, §5.2)
+T_MIN = 0.001  # lower end of every continuous time draw (App. A.2, A.3)
 
 
 def _uniform(batch: int, generator: torch.Generator) -> torch.Tensor:
@@ -41,11 +42,6 @@ def stage1_inner_times(batch: int, inner_grid: list[float], s_gamma: float, r_eq
     return s, torch.where(same, s, r)
 
 
-def broadcast(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Times [B] -> [B, 1, 1, 1, 1] in x's dtype, to scale latents [B, C, T, H, W]."""
-    return t.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
-
-
 def noised(x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """The rectified-flow path x_t = (1 − t)·x + t·noise (t = 0 is data)."""
     tb = broadcast(t, x)
@@ -54,6 +50,6 @@ def noised(x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tenso
 
 def student_inputs(x: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """The student's x_{t_i}: noised real data, except pure noise t·x1 at the top of the grid, exactly the
-    input the sampler starts from (for M = 1 every sample, as FastGen does; tmd-method §5.1)."""
+    input the sampler starts from (for M = 1 every sample, as FastGen does; docs/method.md §6.1)."""
     top = broadcast((t >= GRID_TOP).to(t.dtype), x)
     return top * broadcast(t, x) * noise + (1 - top) * noised(x, noise, t)

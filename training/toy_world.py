@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Train the toy world's checkpoints end to end with the real training code (DESIGN §5).
+"""Train the toy world's checkpoints end to end with the real training code (docs/method.md §8).
 
     python -m comfyui_tmd.training.toy_world --out runs/toy [--scale 1.0] [--install]
 
@@ -27,7 +27,7 @@ from ..toy import checkpoints
 from ..toy.clips import make_clips
 from ..toy.latent import encode
 from ..toy.text import NEGATIVE_PROMPT, encode_caption, encode_captions
-from .config import load_config
+from .config import PLAN_KEY, load_config, read_yaml
 from .errors import TrainingConfigError
 from .models import HEAD_FILE, STUDENT_FILE
 from .shards import write_shard
@@ -35,13 +35,21 @@ from .trainer import Trainer
 
 CONFIG = Path(__file__).resolve().parent / "configs" / "toy.yaml"
 CLIPS, CLIPS_PER_SHARD, DATA_SEED = 4096, 256, 1234
-# stage: (iterations, learning rate, where it starts); measured to fit the 2-core CPU in about an hour
-PLAN = {
-    "fm": (6000, 3e-4, None),
-    "1": (600, 1e-4, "fm"),
-    "2": (500, 3e-5, "1"),
-    "dmd2v": (500, 3e-5, None),
-}
+
+
+def load_plan(path: Path) -> dict[str, dict]:
+    """The config's `plan`: stage -> {iterations, init_from}, in the order the stages run."""
+    plan = read_yaml(path).get(PLAN_KEY)
+    if not isinstance(plan, dict) or not plan:
+        raise TrainingConfigError(f"{path} has no `{PLAN_KEY}` mapping of the toy world's stages.")
+    for stage, step in plan.items():
+        if not isinstance(step, dict) or not isinstance(step.get("iterations"), int) or step["iterations"] < 1:
+            raise TrainingConfigError(f"{path}: {PLAN_KEY}.{stage} needs a whole number of iterations ≥ 1, "
+                                      f"got {step!r}.")
+        if step.get("init_from") not in (None, *plan):
+            raise TrainingConfigError(f"{path}: {PLAN_KEY}.{stage} starts from {step['init_from']!r}, "
+                                      f"which is not a planned stage.")
+    return plan
 
 
 def make_data(folder: Path, count: int = CLIPS) -> list[str]:
@@ -61,14 +69,13 @@ def make_data(folder: Path, count: int = CLIPS) -> list[str]:
 
 
 def run_stage(stage: str, out: Path, shards: list[str], scale: float) -> Path:
-    iterations, lr, start = PLAN[stage]
-    section = {"1": "stage1", "2": "stage2", "dmd2v": "stage2", "fm": "flow_matching"}[stage]
-    overrides = {"data.shards": shards, "run.iterations": max(1, round(iterations * scale)), f"{section}.optim.lr": lr,
+    step = load_plan(CONFIG)[stage]
+    overrides = {"data.shards": shards, "run.iterations": max(1, round(step["iterations"] * scale)),
                  "run.checkpoint_every": max(1, round(100 * scale))}
     if stage != "fm":
         overrides["model.teacher"] = str(out / "fm" / "export" / STUDENT_FILE)
-    if start == "1":
-        overrides["model.init_student"] = str(out / "1" / "export")
+    if step.get("init_from") is not None:
+        overrides["model.init_student"] = str(out / step["init_from"] / "export")
     trainer = Trainer(load_config(CONFIG, overrides), stage=stage, out=out / stage)
     trainer.resume()
     began = time.perf_counter()
@@ -93,16 +100,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argument_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/toy"), help="folder for data, runs and exports")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every stage's iterations")
-    parser.add_argument("--stages", default=",".join(PLAN), help="comma-separated stages to run, in order")
+    plan = load_plan(CONFIG)
+    parser.add_argument("--stages", default=",".join(plan),
+                        help="comma-separated stages to run, in order (the plan in training/configs/toy.yaml)")
     parser.add_argument("--clips", type=int, default=CLIPS, help="real clips in the training data")
     parser.add_argument("--install", nargs="?", const=checkpoints.CHECKPOINT_DIR, type=Path, metavar="FOLDER",
                         help="write the exports in float16 under the toy checkpoint names (default: toy/checkpoints/)")
     args = parser.parse_args(argv)
     args.stages = args.stages.split(",")
-    unknown = [stage for stage in args.stages if stage not in PLAN]
+    unknown = [stage for stage in args.stages if stage not in plan]
     if unknown:  # checked before the data (hundreds of MB) is made
         raise TrainingConfigError(f"--stages {','.join(args.stages)} names unknown stage {unknown[0]!r}; the stages "
-                                  f"are {', '.join(PLAN)}.")
+                                  f"are {', '.join(plan)}.")
     if not args.scale > 0:
         raise TrainingConfigError(f"--scale {args.scale:g} must be above 0 (it multiplies every stage's iterations).")
     if args.clips < 1:

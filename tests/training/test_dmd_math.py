@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """DMD2-v pieces with known answers: the VSD gradient's sign and normaliser, the GAN losses, the
-discriminator's size at Wan 1.3B width (tmd-method §5.2–5.4) and the teacher features it reads."""
+discriminator's size at Wan 1.3B width (App. A.3; docs/method.md §6–7) and the teacher features it reads."""
 import torch
 import torch.nn.functional as F
 
@@ -30,7 +30,8 @@ def test_paper_normaliser_uses_the_score_difference():
     x_hat, g_fake, g_teacher = _samples(1)
     grad = vsd_gradient(x_hat, g_fake, g_teacher, "paper")
     weight = 1.0 / ((g_fake - g_teacher).abs().flatten(1).mean(1) + 1e-6)
-    torch.testing.assert_close(grad.double(), (g_fake - g_teacher) * weight[:, None, None, None, None], rtol=1e-4, atol=1e-6)
+    expected = (g_fake - g_teacher) * weight[:, None, None, None, None]
+    torch.testing.assert_close(grad.double(), expected, rtol=1e-4, atol=1e-6)
     # Each sample's gradient has unit mean magnitude under this normaliser.
     torch.testing.assert_close(grad.abs().flatten(1).mean(1), torch.ones(3), rtol=1e-5, atol=0)
 
@@ -54,7 +55,8 @@ def test_gan_and_fake_score_losses():
     torch.testing.assert_close(gan_generator_loss(fake), -F.logsigmoid(fake).mean())
     torch.testing.assert_close(gan_discriminator_loss(fake, real),
                                -F.logsigmoid(-fake).mean() - F.logsigmoid(real).mean())
-    g_fake, x_hat = torch.randn(2, 4, generator=g, requires_grad=True), torch.randn(2, 4, generator=g, requires_grad=True)
+    g_fake = torch.randn(2, 4, generator=g, requires_grad=True)
+    x_hat = torch.randn(2, 4, generator=g, requires_grad=True)
     fake_score_loss(g_fake, x_hat).backward()
     assert x_hat.grad is None  # the fake score learns the sample; the sample is not pulled towards it
 
@@ -84,7 +86,7 @@ def test_teacher_features_are_the_unpatchified_block_outputs(inputs):
     for h in hooks:
         h.remove()
     grid = (LATENT[2], LATENT[3] // 2, LATENT[4] // 2)
-    for feature, block in zip(features, (2, 4)):
+    for feature, block in zip(features, (2, 4), strict=True):
         assert feature.shape == (LATENT[0], 64 // 4, *LATENT[2:])
         torch.testing.assert_close(feature, wan.unpatchify(captured[block], grid), rtol=0, atol=0)
     logits = Discriminator(64, 2)(features)

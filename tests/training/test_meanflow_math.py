@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """TM-MeanFlow math against closed forms: the target on a Gaussian inner flow, the finite-difference order,
-the adaptive normalisation and the (t, s, r) sampling scheme (tmd-method §4)."""
+the adaptive normalisation and the (t, s, r) sampling scheme (App. A.2; docs/method.md §5)."""
+from itertools import pairwise
+
 import pytest
 import torch
 
@@ -66,7 +68,7 @@ def test_central_difference_error_shrinks_as_delta_squared(flow):
     s, r = torch.tensor([0.4, 0.7, 0.9], dtype=torch.float64), torch.tensor([0.1, 0.3, 0.5], dtype=torch.float64)
     z = (1 - s)[:, None] * flow.mu + flow.std(s) * torch.randn(3, 12, generator=g, dtype=torch.float64)
     errors = [_derivative_error(flow, z, s, r, d) for d in (4e-2, 2e-2, 1e-2, 5e-3)]
-    ratios = [a / b for a, b in zip(errors, errors[1:])]
+    ratios = [a / b for a, b in pairwise(errors)]
     assert all(3.6 < q < 4.4 for q in ratios), (errors, ratios)
 
 
@@ -75,7 +77,7 @@ def test_one_sided_difference_at_the_top_boundary_is_first_order(flow):
     s, r = torch.tensor([0.998], dtype=torch.float64), torch.tensor([0.9], dtype=torch.float64)
     z = (1 - s)[:, None] * flow.mu + flow.std(s) * torch.randn(1, 12, generator=g, dtype=torch.float64)
     errors = [_derivative_error(flow, z, s, r, d) for d in (4e-2, 2e-2, 1e-2)]
-    ratios = [a / b for a, b in zip(errors, errors[1:])]
+    ratios = [a / b for a, b in pairwise(errors)]
     assert all(1.7 < q < 2.3 for q in ratios), (errors, ratios)
 
 
@@ -109,9 +111,9 @@ def test_stage1_times_follow_the_discrete_scheme():
     allowed = torch.tensor(grid, dtype=torch.float64)
     assert torch.isin(r[below], allowed).all()
     # r is the largest grid point at or below s
-    for si, ri in zip(s[below][:200].tolist(), r[below][:200].tolist()):
+    for si, ri in zip(s[below][:200].tolist(), r[below][:200].tolist(), strict=True):
         assert ri == max(p for p in grid if p <= si)
-    assert abs(s.median().item() - 0.75) < 0.01  # shift_3 maps the median 0.5 to 0.75 (tmd-method §4.4)
+    assert abs(s.median().item() - 0.75) < 0.01  # shift_3 maps the median 0.5 to 0.75 (docs/method.md §5.3)
     assert s.min() >= shift_time(0.001, 3.0) and s.max() <= shift_time(0.999, 3.0)
 
 

@@ -36,7 +36,7 @@ def test_order_is_a_permutation_per_epoch_and_the_position_resumes_exactly(tmp_p
     ahead = [reader.next_batch()["latents"] for _ in range(4)]  # crosses into epoch 2
     resumed = ShardReader([str(tmp_path / "*.safetensors")], batch_size=4, seed=3)
     resumed.load_state_dict(state)
-    for a, b in zip(ahead, (resumed.next_batch()["latents"] for _ in range(4))):
+    for a, b in zip(ahead, (resumed.next_batch()["latents"] for _ in range(4)), strict=True):
         assert torch.equal(a, b)
     other_seed = ShardReader([str(tmp_path / "*.safetensors")], batch_size=4, seed=4)
     with pytest.raises(ShardError, match="seed"):
@@ -45,9 +45,9 @@ def test_order_is_a_permutation_per_epoch_and_the_position_resumes_exactly(tmp_p
 
 def test_ranks_take_disjoint_slices_of_one_global_batch(tmp_path):
     _shard(tmp_path / "a.safetensors", n=8)
-    whole = ShardReader([str(tmp_path / "a.safetensors")], batch_size=4, seed=1).next_batch()["latents"]
-    parts = [ShardReader([str(tmp_path / "a.safetensors")], batch_size=4, rank=r, world=2, seed=1).next_batch()["latents"]
-             for r in range(2)]
+    files = [str(tmp_path / "a.safetensors")]
+    whole = ShardReader(files, batch_size=4, seed=1).next_batch()["latents"]
+    parts = [ShardReader(files, batch_size=4, rank=r, world=2, seed=1).next_batch()["latents"] for r in range(2)]
     assert torch.equal(torch.cat(parts), whole)
     with pytest.raises(ShardError, match="does not split evenly over 3"):
         ShardReader([str(tmp_path / "a.safetensors")], batch_size=4, world=3)

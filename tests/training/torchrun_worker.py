@@ -28,7 +28,8 @@ def main(config_path: str, stage: str, out: str) -> None:
         dist.all_gather(gathered, local)
         report[name] = all(torch.equal(gathered[0], g) for g in gathered)
     if env.is_main:
-        json.dump({"world": env.world, "strategy": env.strategy, "ranks_agree": report}, open(f"{out}/report.json", "w"))
+        with open(f"{out}/report.json", "w") as f:
+            json.dump({"world": env.world, "strategy": env.strategy, "ranks_agree": report}, f)
     shutdown(env)
 
 
