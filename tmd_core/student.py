@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The TMD student over any Wan-structured module: main backbone and flow head (tmd-method §2).
+"""The TMD student over any Wan-structured module: main backbone and flow head (Eq. 12, App. A.1; docs/method.md §2).
 
 backbone = patch/time/text embeddings + blocks[0 : L-H]; it runs once per outer step and returns
 `BackboneFeatures`, everything the N inner steps reuse (feature m, embedded text, RoPE table).
