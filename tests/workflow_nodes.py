@@ -53,7 +53,7 @@ NODES: dict[str, Node] = {
     # this pack
     "TMDFlowHeadLoader": _node("head_name:COMBO", "TMD_HEAD", pack=True),
     "TMDApplyFlowHead": _node("model:MODEL head:TMD_HEAD", "MODEL", pack=True),
-    "TMDScheduler": _node("steps:INT gamma:FLOAT", "SIGMAS", pack=True),
+    "TMDScheduler": _node("model:MODEL steps:INT gamma:FLOAT", "SIGMAS", pack=True),
     "TMDSampler": _node("inner_steps:INT inner_gamma:FLOAT", "SAMPLER", pack=True),
     "TMDToyTextEncode": _node("caption:STRING", "CONDITIONING", pack=True),
     "TMDToyDecode": _node("samples:LATENT", "IMAGE", pack=True),
