@@ -93,7 +93,8 @@ class TMDRun:
 
 
 def _is_wan(module: torch.nn.Module) -> bool:
-    return all(hasattr(module, name) for name in ("blocks", "head", "patch_embedding", "time_projection", "text_embedding"))
+    parts = ("blocks", "head", "patch_embedding", "time_projection", "text_embedding")
+    return all(hasattr(module, name) for name in parts)
 
 
 def apply_flow_head(model: comfy.model_patcher.ModelPatcher, head: FlowHeadFile) -> comfy.model_patcher.ModelPatcher:
@@ -135,7 +136,8 @@ def _outer_sample_wrapper(executor, noise, latent_image, sampler, sigmas, denois
     options[RUN_KEY] = TMDRun(managed_head(guider.model_patcher), options[PATCH_KEY], 0 if seed is None else seed,
                               noise.shape)
     try:
-        return executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed, *args, **kwargs)
+        return executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed,
+                        *args, **kwargs)
     finally:
         del options[RUN_KEY]  # the run's state (and its reference to the head) ends with the run
 
@@ -151,7 +153,8 @@ def _diffusion_wrapper(executor, x, timestep, context, clip_fea=None, time_dim_c
         raise TMDError("TMD students sample without CFG (the teacher's guidance is distilled in): set cfg to 1 "
                        "or use BasicGuider.")
     if clip_fea is not None or time_dim_concat is not None or kwargs.get("reference_latent") is not None:
-        raise TMDError("TMD supports Wan2.1 text-to-video only: image, time-concat and reference inputs are not supported.")
+        raise TMDError("TMD supports Wan2.1 text-to-video only: image, time-concat and reference inputs are not "
+                       "supported.")
     sigma = timestep.float().flatten() / 1000.0  # ComfyUI feeds the DiT 1000·σ whatever the model's shift; kept fp32
     return run.inner_flow(executor.class_obj).velocity(x, sigma, context, transformer_options=options)
 

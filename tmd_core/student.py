@@ -15,7 +15,7 @@ from torch import nn
 
 from .flow_head import FlowHeadExtras, FlowHeadSpec
 from .wan_layers import sinusoidal_embedding
-from .wan_model import check_inputs, embed_time, embed_tokens, patch_grid, rope_for
+from .wan_model import check_inputs, embed_time, embed_tokens, patch_grid, rope_for, run_block
 
 
 @dataclasses.dataclass
@@ -70,14 +70,13 @@ class TMDStudent(nn.Module):
         Pass `embedded_context` / `freqs` from an earlier outer step to skip recomputing them.
         """
         check_inputs(self.wan, x, context)
-        opts = {} if transformer_options is None else transformer_options
         _, e0 = embed_time(self.wan, 1000.0 * t, x.dtype)  # [B, 1, 6, dim]
         tokens = embed_tokens(self.wan, x)  # [B, L, dim]
         ctx = self.embed_context(context) if embedded_context is None else embedded_context  # [B, S, dim]
         if freqs is None:
             freqs = rope_for(self.wan, x)
-        for block in self.wan.blocks[: self.split]:
-            tokens = block(tokens, e=e0, freqs=freqs, context=ctx, context_img_len=None, transformer_options=opts)
+        for index in range(self.split):
+            tokens = run_block(self.wan, index, tokens, e0, freqs, ctx, transformer_options)
         return BackboneFeatures(tokens, ctx, freqs, patch_grid(self.wan, x.shape[2:]))
 
     def head_time(self, s: torch.Tensor, r: torch.Tensor, dtype: torch.dtype) -> HeadTime:
@@ -90,9 +89,7 @@ class TMDStudent(nn.Module):
     def head(self, features: BackboneFeatures, y_s: torch.Tensor, time: HeadTime,
              transformer_options: dict | None = None) -> torch.Tensor:
         """head_θ(y_s, s, r; m): inner state y_s [B, C, T, H, W] -> velocity-like output of the same shape."""
-        opts = {} if transformer_options is None else transformer_options
         x = self.extras.fusion(features.tokens, embed_tokens(self.wan, y_s), time.e0)  # [B, L, dim]
-        for block in self.wan.blocks[self.split:]:
-            x = block(x, e=time.e0, freqs=features.freqs, context=features.context, context_img_len=None,
-                      transformer_options=opts)
+        for index in range(self.split, len(self.wan.blocks)):
+            x = run_block(self.wan, index, x, time.e0, features.freqs, features.context, transformer_options)
         return self.wan.unpatchify(self.wan.head(x, time.e), features.grid)  # [B, C, T, H, W]

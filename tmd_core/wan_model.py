@@ -33,6 +33,27 @@ def check_inputs(wan: nn.Module, x: torch.Tensor, context: torch.Tensor) -> None
         )
 
 
+def run_block(wan: nn.Module, index: int, tokens: torch.Tensor, e0: torch.Tensor, freqs: torch.Tensor,
+              context: torch.Tensor, transformer_options: dict | None) -> torch.Tensor:
+    """Block `index` of `wan` on tokens [B, L, dim], through a host's block-replacement patch if one is set.
+
+    ComfyUI's convention, honoured as its WanModel honours it: `transformer_options["patches_replace"]["dit"]`
+    maps ("double_block", index) to `patch(args, {"original_block": run})`, which returns {"img": tokens}.
+    The flow head's blocks keep their Wan indices, so a patch reaches them on every inner step."""
+    opts = {} if transformer_options is None else transformer_options
+    block = wan.blocks[index]
+    patch = opts.get("patches_replace", {}).get("dit", {}).get(("double_block", index))
+    if patch is None:
+        return block(tokens, e=e0, freqs=freqs, context=context, context_img_len=None, transformer_options=opts)
+
+    def original_block(args: dict) -> dict:
+        return {"img": block(args["img"], e=args["vec"], freqs=args["pe"], context=args["txt"], context_img_len=None,
+                             transformer_options=args["transformer_options"])}
+
+    args = {"img": tokens, "txt": context, "vec": e0, "pe": freqs, "transformer_options": opts}
+    return patch(args, {"original_block": original_block})["img"]
+
+
 def embed_time(wan: nn.Module, timestep: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """timestep [B] in DiT units (1000·t) -> (e [B, 1, dim] for the output head, e0 [B, 1, 6, dim] for the blocks)."""
     e = wan.time_embedding(sinusoidal_embedding(wan.freq_dim, timestep).to(dtype)).unsqueeze(1)  # [B, 1, dim]
@@ -97,9 +118,7 @@ class WanDiT(nn.Module):
         tokens = embed_tokens(self, x)  # [B, L, dim]
         ctx = self.text_embedding(context)  # [B, S, dim]
         freqs = rope_for(self, x)
-        for index, block in enumerate(self.blocks):
-            if index in skip_blocks:
-                continue
-            tokens = block(tokens, e=e0, freqs=freqs, context=ctx, context_img_len=None,
-                           transformer_options=transformer_options)
+        for index in range(len(self.blocks)):
+            if index not in skip_blocks:
+                tokens = run_block(self, index, tokens, e0, freqs, ctx, transformer_options)
         return self.unpatchify(self.head(tokens, e), patch_grid(self, x.shape[2:]))  # [B, C, T, H, W]

@@ -20,7 +20,8 @@ from torch.overrides import TorchFunctionMode
 # Calls that read a tensor's metadata or transfer it; everything else computes with it.
 TRANSFERS = {torch.Tensor.to, torch.Tensor.copy_, torch.empty_like, torch.Tensor.clone, torch.Tensor.detach}
 METADATA = {"size", "dim", "numel", "nelement", "element_size", "data_ptr", "is_floating_point", "__len__",
-            "__repr__", "__format__", "storage_offset", "stride", "is_contiguous", "untyped_storage", "_has_compatible_shallow_copy_type"}
+            "__repr__", "__format__", "storage_offset", "stride", "is_contiguous", "untyped_storage",
+            "_has_compatible_shallow_copy_type"}
 
 
 class OffloadedWeightError(RuntimeError):
@@ -67,8 +68,8 @@ class _OffloadGuard(TorchFunctionMode):
             for item in value if isinstance(value, (list, tuple)) else [value]:
                 owner = self.offloaded(item)
                 if owner is not None:
-                    raise OffloadedWeightError(f"{owner.name} is still on the offload device when {name} uses it: on a GPU "
-                                               "this is a device mismatch.")
+                    raise OffloadedWeightError(f"{owner.name} is still on the offload device when {name} uses it: "
+                                               "on a GPU this is a device mismatch.")
         return func(*args, **kwargs)
 
 
@@ -79,7 +80,8 @@ def offloaded_host(monkeypatch, model, budget_bytes: float = 0.1):
     import comfy.model_management as mm
 
     def use_more_vram(self, extra_memory, force_patch_weights=False):
-        return self.model.partially_load(self.device, min(extra_memory, budget_bytes), force_patch_weights=force_patch_weights)
+        return self.model.partially_load(self.device, min(extra_memory, budget_bytes),
+                                         force_patch_weights=force_patch_weights)
 
     mm.unload_all_models()  # a model loaded whole by an earlier test would stay whole
     monkeypatch.setattr(mm.LoadedModel, "model_use_more_vram", use_more_vram)
@@ -87,7 +89,8 @@ def offloaded_host(monkeypatch, model, budget_bytes: float = 0.1):
     for patcher in managed_patchers(model):
         for module_name, module in patcher.model.named_modules():
             for param_name, param in module.named_parameters(recurse=False):
-                owners[id(param)] = _Owner(f"{type(patcher.model).__name__}.{module_name}.{param_name}", module, patcher)
+                name = f"{type(patcher.model).__name__}.{module_name}.{param_name}"
+                owners[id(param)] = _Owner(name, module, patcher)
     guard = _OffloadGuard(owners)
     cast_to = mm.cast_to
 

@@ -5,7 +5,7 @@ ComfyUI manages, it exists once, state lives per run, and sampling with forced o
 import pytest
 import torch
 
-from comfyui_tmd.tmd_core import FlowHeadMeta, FlowHeadSpec, TMDStudent, generate_tmd, save_flow_head
+from comfyui_tmd.tmd_core import FlowHeadMeta, FlowHeadSpec, TMDStudent, generate_tmd, save_flow_head, tmd_sigmas
 
 from factories import perturb_extras
 
@@ -43,7 +43,7 @@ def after(comfy_nodes, model, chain, lora_name):
 def sample(comfy, nodes, model, seed=5, inner_steps=0):
     context = torch.randn(1, 5, 4096, generator=torch.Generator().manual_seed(6))
     sampler = nodes.TMDSampler.execute(inner_steps, 0.0).result[0]
-    return comfy_sample(comfy, model, sampler, nodes.TMDScheduler.execute(M, 10.0).result[0], context, seed), context
+    return comfy_sample(comfy, model, sampler, tmd_sigmas(M, 10.0), context, seed), context
 
 
 def core(comfy, student, context, seed=5, inner_steps=N):

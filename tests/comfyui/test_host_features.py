@@ -5,7 +5,7 @@ blocks, torch.compile wrappers and attention overrides reach every block call, a
 import pytest
 import torch
 
-from comfyui_tmd.tmd_core import TMDDenoiser, generate_tmd, sample_euler
+from comfyui_tmd.tmd_core import TMDDenoiser, generate_tmd, sample_euler, tmd_sigmas
 from comfyui_tmd.tmd_core.sampler import seeded_noise
 
 from .comfy_world import LATENT, LORA_STRENGTH, TINY_WAN, comfy_sample, patched_model
@@ -59,8 +59,10 @@ class RecordingBackend:
         return run
 
 
-@pytest.mark.parametrize("keys", [["diffusion_model"], [f"diffusion_model.blocks.{i}" for i in range(TINY_WAN.num_layers)]],
-                         ids=["whole model", "per block"])
+PER_BLOCK_KEYS = [f"diffusion_model.blocks.{i}" for i in range(TINY_WAN.num_layers)]
+
+
+@pytest.mark.parametrize("keys", [["diffusion_model"], PER_BLOCK_KEYS], ids=["whole model", "per block"])
 def test_torch_compile_wrapper_reaches_the_blocks(comfy, nodes, student_files, keys):
     from comfy_api.torch_helpers import set_torch_compile_wrapper
     folder, student = student_files
@@ -109,3 +111,40 @@ def test_stock_ksampler_samples_tmd_on_a_shift_gamma_model(comfy, comfy_nodes, n
     with torch.no_grad():
         core = sample_euler(TMDDenoiser(student, context, 2, 10.0, generator), sigmas[0] * noise, sigmas)
     assert relative_error(out["samples"], comfy.latent_formats.Wan21().process_out(core)) < 1e-4
+
+
+class BlockPatch:
+    """A block-replacement patch as other packs register them: records each call, scales one block's update."""
+
+    def __init__(self, index: int, scale: float):
+        self.index, self.scale, self.calls = index, scale, []
+
+    def __call__(self, args, extra):
+        self.calls.append(args["img"].shape)
+        out = extra["original_block"](args)["img"]
+        return {"img": args["img"] + self.scale * (out - args["img"])}
+
+
+@pytest.mark.parametrize("index", [1, 3], ids=["backbone block", "head block"])
+def test_block_replacement_patches_reach_backbone_and_head_blocks(comfy, nodes, student_files, index):
+    """`patches_replace["dit"]` as ComfyUI's WanModel honours it: the patch runs once per backbone pass for a
+    backbone block and once per inner step for a head block, and the video is the core's with the same patch."""
+    folder, student = student_files
+    model = patched_model(comfy, nodes, folder)
+    patch = BlockPatch(index, scale=0.7)
+    model.set_model_patch_replace(patch, "dit", "double_block", index)
+    ours, context = tmd_sample(comfy, nodes, model)
+    assert len(patch.calls) == (2 if index < 2 else 2 * 2)  # M backbone passes, or M × N head steps
+    import comfy.latent_formats
+    core_patch = BlockPatch(index, scale=0.7)
+    with torch.no_grad():
+        denoiser = TMDDenoiser(student, context, 2, 10.0, seeded_noise(LATENT, 5)[1])
+        original_velocity = denoiser.velocity
+        denoiser.velocity = lambda x, sigma, ctx, emb=None, transformer_options=None: original_velocity(
+            x, sigma, ctx, emb, {"patches_replace": {"dit": {("double_block", index): core_patch}}})
+        noise, _ = seeded_noise(LATENT, 5)
+        sigmas = tmd_sigmas(2, 10.0)
+        core = sample_euler(denoiser, sigmas[0] * noise, sigmas)
+    core = comfy.latent_formats.Wan21().process_out(core)
+    assert relative_error(ours, core) < 1e-4
+    assert relative_error(ours, core_sample(comfy, student, context)) > 1e-3  # the patch changed the video
