@@ -43,7 +43,8 @@ class TMDFlowHeadLoader(io.ComfyNode):
             node_id="TMDFlowHeadLoader", display_name="Load TMD Flow Head", category=CATEGORY,
             description="Loads the flow-head file of a TMD student (fusion layer and (s−r) embedding) from models/tmd.",
             inputs=[io.Combo.Input("head_name", options=folder_paths.get_filename_list(MODEL_FOLDER),
-                                   tooltip="The *_head.safetensors file that belongs to the Wan student loaded by UNETLoader.")],
+                                   tooltip="The *_head.safetensors file that belongs to the Wan student loaded by "
+                                           "UNETLoader.")],
             outputs=[TMDHead.Output(display_name="TMD_HEAD")],
         )
 
@@ -59,7 +60,8 @@ class TMDApplyFlowHead(io.ComfyNode):
             node_id="TMDApplyFlowHead", display_name="TMD Apply Flow Head", category=CATEGORY,
             description="Turns a Wan2.1 model into a TMD student: the first blocks run once per step as the backbone, "
                         "the last H blocks run N times as the flow head.",
-            inputs=[io.Model.Input("model", tooltip="The student's Wan2.1 T2V model from UNETLoader (LoRAs may be applied before or after)."),
+            inputs=[io.Model.Input("model", tooltip="The student's Wan2.1 T2V model from UNETLoader (LoRAs may be "
+                                                    "applied before or after)."),
                     TMDHead.Input("head", tooltip="The matching flow head from 'Load TMD Flow Head'.")],
             outputs=[io.Model.Output()],
         )
@@ -106,7 +108,8 @@ class TMDSampler(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="TMDSampler", display_name="TMD Sampler", category=CATEGORY,
-            description="Samples a TMD-patched model: per outer step, the backbone once and the flow head N times. Use cfg 1.",
+            description="Samples a TMD-patched model: per outer step, the backbone once and the flow head N times. "
+                        "Use cfg 1.",
             inputs=[io.Int.Input("inner_steps", default=0, min=0, max=16,
                                  tooltip="Inner flow-head steps N; 0 uses the N the head was trained with."),
                     io.Float.Input("inner_gamma", default=0.0, min=0.0, max=100.0, step=0.5,

@@ -19,7 +19,8 @@ def inputs_of(class_type: str) -> dict:
 
 def test_empty_latent_is_the_toy_latent():
     size = inputs_of("EmptyHunyuanLatentVideo")
-    assert (size["batch_size"], 16, (size["length"] - 1) // 4 + 1, size["height"] // 8, size["width"] // 8) == latent_shape()
+    frames = (size["length"] - 1) // 4 + 1
+    assert (size["batch_size"], 16, frames, size["height"] // 8, size["width"] // 8) == latent_shape()
 
 
 def test_loaders_name_the_toy_checkpoints_and_the_caption_is_of_the_world():

@@ -69,7 +69,8 @@ def build_base(comfy, root: Path, api: dict) -> dict:
                          outer_steps=outer_steps)
     types = {entry["class_type"] for entry in api.values()}
     if "VAELoader" in types:  # the toy workflow has neither a VAE nor umT5
-        write_safetensors(random_wan21_vae_state(comfy), root / "models" / "vae" / _of_type(api, "VAELoader")[1]["inputs"]["vae_name"])
+        vae_name = _of_type(api, "VAELoader")[1]["inputs"]["vae_name"]
+        write_safetensors(random_wan21_vae_state(comfy), root / "models" / "vae" / vae_name)
     if "CLIPLoader" in types:
         # umT5 cannot be had here (5.7 B parameters); a placeholder under its name keeps the frontend's
         # missing-model check quiet. Runs replace the text encoder nodes (see `shrink`), so it is never read.
@@ -82,7 +83,8 @@ def build_base(comfy, root: Path, api: dict) -> dict:
             os.symlink(target, custom / name, target_is_directory=True)
     (root / "extra_model_paths.yaml").write_text(
         f"tmdtest:\n  base_path: {root}\n  custom_nodes: custom_nodes\n  diffusion_models: models/diffusion_models\n"
-        "  tmd: models/tmd\n  vae: models/vae\n  loras: models/loras\n  text_encoders: models/text_encoders\n", encoding="utf-8")
+        "  tmd: models/tmd\n  vae: models/vae\n  loras: models/loras\n  text_encoders: models/text_encoders\n",
+        encoding="utf-8")
     return made
 
 
@@ -165,7 +167,8 @@ def write_lora(student, path: Path):
         up = 0.05 * torch.randn(weight.shape[0], LORA_RANK, generator=generator)
         down = 0.05 * torch.randn(LORA_RANK, weight.shape[1], generator=generator)
         key = f"diffusion_model.{target}"
-        tensors |= {f"{key}.lora_up.weight": up, f"{key}.lora_down.weight": down, f"{key}.alpha": torch.tensor(LORA_ALPHA)}
+        tensors |= {f"{key}.lora_up.weight": up, f"{key}.lora_down.weight": down,
+                    f"{key}.alpha": torch.tensor(LORA_ALPHA)}
         with torch.no_grad():
             weight += LORA_STRENGTH * (LORA_ALPHA / LORA_RANK) * (up @ down)
     write_safetensors(tensors, path)

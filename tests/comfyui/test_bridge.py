@@ -4,7 +4,7 @@ sampled by the core with the same weights and seed; plus the errors and Cancel i
 import pytest
 import torch
 
-from comfyui_tmd.tmd_core import CheckpointError, TMDError, WanConfig, generate_tmd, save_wan
+from comfyui_tmd.tmd_core import CheckpointError, TMDError, WanConfig, generate_tmd, save_wan, tmd_sigmas
 
 from factories import random_wan
 
@@ -15,7 +15,7 @@ def test_comfy_tmd_equals_core_tmd(comfy, nodes, student_files, batch):
     folder, student = student_files
     model = patched_model(comfy, nodes, folder)
     sampler = nodes.TMDSampler.execute(0, 0.0).result[0]
-    sigmas = nodes.TMDScheduler.execute(2, 10.0).result[0]
+    sigmas = nodes.TMDScheduler.execute(model, 2, 10.0).result[0]
     context = torch.randn(1, 5, 4096, generator=torch.Generator().manual_seed(3))
     ours = comfy_sample(comfy, model, sampler, sigmas, context, seed=42, batch=batch)
     with torch.no_grad():
@@ -30,7 +30,7 @@ def test_stock_euler_on_the_tmd_grid_gives_the_same_video(comfy, nodes, student_
     import comfy.samplers
     folder, _ = student_files
     model = patched_model(comfy, nodes, folder)
-    sigmas = nodes.TMDScheduler.execute(2, 10.0).result[0]
+    sigmas = nodes.TMDScheduler.execute(model, 2, 10.0).result[0]
     context = torch.randn(1, 5, 4096, generator=torch.Generator().manual_seed(4))
     tmd = comfy_sample(comfy, model, nodes.TMDSampler.execute(0, 0.0).result[0], sigmas, context, seed=7)
     euler = comfy_sample(comfy, model, comfy.samplers.sampler_object("euler"), sigmas, context, seed=7)
@@ -41,7 +41,8 @@ def test_cfg_above_one_is_refused(comfy, nodes, student_files):
     folder, _ = student_files
     model = patched_model(comfy, nodes, folder)
     with pytest.raises(TMDError, match="set cfg to 1"):
-        comfy_sample(comfy, model, nodes.TMDSampler.execute(0, 0.0).result[0], nodes.TMDScheduler.execute(2, 10.0).result[0],
+        comfy_sample(comfy, model, nodes.TMDSampler.execute(0, 0.0).result[0],
+                     nodes.TMDScheduler.execute(model, 2, 10.0).result[0],
                      torch.randn(1, 5, 4096), seed=1, cfg=5.0)
 
 
@@ -49,7 +50,7 @@ def test_tmd_sampler_on_an_unpatched_model_is_refused(comfy, nodes, student_file
     folder, _ = student_files
     plain = comfy.sd.load_diffusion_model(str(folder / "wan_student.safetensors"))
     with pytest.raises(TMDError, match="connect the model through 'TMD Apply Flow Head'"):
-        comfy_sample(comfy, plain, nodes.TMDSampler.execute(0, 0.0).result[0], nodes.TMDScheduler.execute(2, 10.0).result[0],
+        comfy_sample(comfy, plain, nodes.TMDSampler.execute(0, 0.0).result[0], tmd_sigmas(2, 10.0),
                      torch.randn(1, 5, 4096), seed=1)
 
 
@@ -79,7 +80,7 @@ def test_cancel_stops_within_one_inner_step(comfy, nodes, student_files):
     try:
         with pytest.raises(mm.InterruptProcessingException):
             comfy_sample(comfy, model, nodes.TMDSampler.execute(0, 0.0).result[0],
-                         nodes.TMDScheduler.execute(2, 10.0).result[0], torch.randn(1, 5, 4096), seed=1)
+                         nodes.TMDScheduler.execute(model, 2, 10.0).result[0], torch.randn(1, 5, 4096), seed=1)
     finally:
         comfy.utils.set_progress_bar_global_hook(None)
         mm.interrupt_current_processing(False)

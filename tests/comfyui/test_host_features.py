@@ -19,7 +19,8 @@ def relative_error(a, b):
 def tmd_sample(comfy, nodes, model, seed=5):
     context = torch.randn(1, 5, 4096, generator=torch.Generator().manual_seed(6))
     sampler = nodes.TMDSampler.execute(0, 0.0).result[0]
-    return comfy_sample(comfy, model, sampler, nodes.TMDScheduler.execute(2, 10.0).result[0], context, seed), context
+    sigmas = nodes.TMDScheduler.execute(model, 2, 10.0).result[0]
+    return comfy_sample(comfy, model, sampler, sigmas, context, seed), context
 
 
 def core_sample(comfy, student, context, seed=5):
