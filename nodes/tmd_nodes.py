@@ -83,7 +83,8 @@ class TMDScheduler(io.ComfyNode):
                     io.Int.Input("steps", default=0, min=0, max=16,
                                  tooltip="Outer steps M; 0 uses the M the flow head was trained for."),
                     io.Float.Input("gamma", default=0.0, min=0.0, max=100.0, step=0.5,
-                                   tooltip="Time shift γ of the outer grid; 0 uses the head's own (10 in the paper).")],
+                                   tooltip="Time shift γ (≥ 1) of the outer grid; 0 uses the head's own "
+                                           "(10 in the paper).")],
             outputs=[io.Sigmas.Output()],
         )
 

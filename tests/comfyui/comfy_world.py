@@ -108,9 +108,10 @@ def shrink(api: dict, prefix: str) -> dict:
 CONDITIONING_SEED, CONDITIONING_TOKENS = 3, 16  # what `shrink` asks of TMDTestRandomConditioning
 
 
-def core_latent(comfy, student, api: dict, meta: FlowHeadMeta) -> torch.Tensor:
+def core_latent(comfy, student, api: dict, meta: FlowHeadMeta | None = None) -> torch.Tensor:
     """What the core samples for the shrunk workflow (same weights, conditioning, seed and grids; a 0 in the
-    TMD Scheduler is the head's trained M or γ), in the VAE-space units ComfyUI's sampler nodes output."""
+    TMD Scheduler is the M or γ of the head's `meta`, by default write_student's M = 2, γ = 10), in the
+    VAE-space units ComfyUI's sampler nodes output."""
     import comfy.latent_formats
     from comfyui_tmd.tmd_core import generate_tmd
     seed = _of_type(api, "RandomNoise")[1]["inputs"]["noise_seed"]
@@ -118,8 +119,8 @@ def core_latent(comfy, student, api: dict, meta: FlowHeadMeta) -> torch.Tensor:
     context = torch.randn(1, CONDITIONING_TOKENS, 4096, generator=torch.Generator().manual_seed(CONDITIONING_SEED))
     with torch.no_grad():
         latent = generate_tmd(student, context, (1, 16, (FRAMES - 1) // 4 + 1, SIDE // 8, SIDE // 8), seed=seed,
-                              outer_steps=outer["steps"] or meta.outer_steps,
-                              outer_gamma=outer["gamma"] or meta.outer_gamma)
+                              outer_steps=outer["steps"] or (meta.outer_steps if meta else 2),
+                              outer_gamma=outer["gamma"] or (meta.outer_gamma if meta else 10.0))
     return comfy.latent_formats.Wan21().process_out(latent)
 
 
