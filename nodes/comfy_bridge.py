@@ -24,7 +24,6 @@ from pathlib import Path
 
 import comfy.model_management
 import comfy.model_patcher
-import comfy.ops
 import comfy.patcher_extension
 import comfy.utils
 import torch
@@ -106,8 +105,7 @@ def apply_flow_head(model: comfy.model_patcher.ModelPatcher, head: FlowHeadFile)
         raise TMDError(f"TMD needs a Wan2.1 text-to-video model, got {type(wan).__name__} "
                        f"({getattr(wan, 'model_type', 'unknown type')}).")
     compute_dtype = model.model.manual_cast_dtype or model.model.get_dtype()
-    extras = build_extras(wan, head.tensors, head.meta, head.name, operations=comfy.ops.disable_weight_init,
-                          dtype=compute_dtype).to(model.offload_device)
+    extras = build_extras(wan, head.tensors, head.meta, head.name, dtype=compute_dtype).to(model.offload_device)
     extras_patcher = comfy.model_patcher.ModelPatcher(extras, load_device=model.load_device,
                                                       offload_device=model.offload_device)
     patched = model.clone()
@@ -152,7 +150,8 @@ def _diffusion_wrapper(executor, x, timestep, context, clip_fea=None, time_dim_c
     if 1 in options.get("cond_or_uncond", []):
         raise TMDError("TMD students sample without CFG (the teacher's guidance is distilled in): set cfg to 1 "
                        "or use BasicGuider.")
-    if clip_fea is not None or time_dim_concat is not None or kwargs.get("reference_latent") is not None:
+    image_inputs = ("reference_latent", "context_latents")  # the second: newer ComfyUI's in-context references
+    if clip_fea is not None or time_dim_concat is not None or any(kwargs.get(k) is not None for k in image_inputs):
         raise TMDError("TMD supports Wan2.1 text-to-video only: image, time-concat and reference inputs are not "
                        "supported.")
     sigma = timestep.float().flatten() / 1000.0  # ComfyUI feeds the DiT 1000·σ whatever the model's shift; kept fp32

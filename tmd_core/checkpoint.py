@@ -119,14 +119,12 @@ def read_flow_head(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Fl
 
 
 def build_extras(wan: nn.Module, tensors: dict[str, torch.Tensor], meta: FlowHeadMeta,
-                 source: str = "flow head", operations=nn, dtype: torch.dtype | None = None) -> FlowHeadExtras:
-    """The flow-head extras for `wan` from read tensors, after checking they belong to it.
-
-    Built from `operations` (see `FlowHeadExtras`) in `dtype` (None: the dtype of the Wan's time embedding)
-    on the device of the Wan's time embedding."""
+                 source: str = "flow head", dtype: torch.dtype | None = None) -> FlowHeadExtras:
+    """The flow-head extras for `wan` from read tensors, after checking they belong to it: in `dtype` (None:
+    the dtype of the Wan's time embedding), on the device of the Wan's time embedding."""
     meta.check_matches(wan)
     like = wan.time_embedding[0].weight
-    extras = FlowHeadExtras.for_model(wan, meta.spec, operations).to(device=like.device, dtype=dtype or like.dtype)
+    extras = FlowHeadExtras.for_model(wan, meta.spec).to(device=like.device, dtype=dtype or like.dtype)
     expected = extras.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Tier 2: tests inside a real ComfyUI checkout named by COMFYUI_PATH (never vendored); skipped without one."""
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -93,14 +94,20 @@ def world(comfy, tmp_path_factory):
 @pytest.fixture(scope="session")
 def server(comfy, world):
     """`python main.py --cpu` on a free port with the test world's models and custom nodes."""
-    from .comfy_world import free_port, http_json
     root, _ = world
+    with running_server(root, ["--cpu"], root / "server_output") as url:
+        yield url, root / "server_output"
+
+
+@contextlib.contextmanager
+def running_server(root: Path, flags: list[str], output: Path):
+    """ComfyUI's `main.py` with `flags` on a free port, serving the world in `root`; yields its URL."""
+    from .comfy_world import free_port, http_json
     port = free_port()
-    log = open(root / "server.log", "w")  # noqa: SIM115 (closed below, after the process ends)
+    log = open(root / f"server_{port}.log", "w")  # noqa: SIM115 (closed below, after the process ends)
     process = subprocess.Popen(
-        [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
-         "--extra-model-paths-config", str(root / "extra_model_paths.yaml"), "--output-directory",
-         str(root / "server_output")],
+        [sys.executable, "main.py", *flags, "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
+         "--extra-model-paths-config", str(root / "extra_model_paths.yaml"), "--output-directory", str(output)],
         cwd=COMFYUI_PATH, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -111,9 +118,9 @@ def server(comfy, world):
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"ComfyUI did not start; see {root / 'server.log'}") from None
+                    raise RuntimeError(f"ComfyUI did not start; see {log.name}") from None
                 time.sleep(0.5)
-        yield url, root / "server_output"
+        yield url
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -94,8 +94,9 @@ def offloaded_host(monkeypatch, model, budget_bytes: float = 0.1):
     guard = _OffloadGuard(owners)
     cast_to = mm.cast_to
 
-    def cast_to_as_across_devices(weight, dtype=None, device=None, non_blocking=False, copy=False, stream=None):
-        return cast_to(weight, dtype, device, non_blocking, copy or guard.offloaded(weight) is not None, stream)
+    def cast_to_as_across_devices(weight, dtype=None, device=None, non_blocking=False, copy=False, **later):
+        # `later`: what newer releases add (stream, r), passed through as given
+        return cast_to(weight, dtype, device, non_blocking, copy or guard.offloaded(weight) is not None, **later)
 
     monkeypatch.setattr(mm, "cast_to", cast_to_as_across_devices)
     try:
