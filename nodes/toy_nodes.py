@@ -22,7 +22,8 @@ class TMDToyTextEncode(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="TMDToyTextEncode", display_name="TMD Toy Text Encode", category=CATEGORY,
-            description="The toy world's deterministic text encoder: a caption to Wan-shaped conditioning [1, 16, 4096].",
+            description="The toy world's deterministic text encoder: a caption to Wan-shaped conditioning "
+                        "[1, 16, 4096].",
             inputs=[io.String.Input("caption", default="a red square moving left",
                                     tooltip="'a <colour> <shape> moving <direction>': red/green/blue/yellow, "
                                             "square/circle/triangle, left/right/up/down.")],
@@ -39,8 +40,10 @@ class TMDToyDecode(io.ComfyNode):
     def define_schema(cls):
         return io.Schema(
             node_id="TMDToyDecode", display_name="TMD Toy Decode", category=CATEGORY,
-            description="The toy world's exact decoder: a toy latent [B, 16, T, H, W] to B·4T frames of H × W pixels (4 per latent frame).",
-            inputs=[io.Latent.Input("samples", tooltip="The sampled latent of a toy-world model (Wan2.1 latent format).")],
+            description="The toy world's exact decoder: a toy latent [B, 16, T, H, W] to B·4T frames of H × W pixels "
+                        "(4 per latent frame).",
+            inputs=[io.Latent.Input("samples",
+                                    tooltip="The sampled latent of a toy-world model (Wan2.1 latent format).")],
             outputs=[io.Image.Output()],
         )
 

@@ -1,16 +1,25 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Tier 1: every workflow file is well formed, uses only pack nodes and stock nodes with the inputs they
-have, and its API twin is exactly what the frontend would queue for it."""
+"""Tier 1: every example workflow is well formed, uses only pack nodes and stock nodes with the inputs they
+have, carries the node properties ComfyUI-Manager reads and a thumbnail for ComfyUI's Templates browser, and
+its API twin is exactly what the frontend would queue for it. The README's and the notes' M and NFE are the
+training configs' ones."""
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from workflow_nodes import check_api_prompt, check_ui_workflow, ui_to_api
+from comfyui_tmd import __version__
+from comfyui_tmd.tmd_core.wan_config import NAMED_CONFIGS
+from workflow_nodes import FRONTEND_ONLY, NODES, check_api_prompt, check_ui_workflow, ui_to_api
 
-WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
-UI_FILES = sorted(WORKFLOWS.glob("*.json"))  # API twins live in workflows/api/, out of ComfyUI's template list
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / "example_workflows"  # the folder ComfyUI serves as the pack's templates
+UI_FILES = sorted(WORKFLOWS.glob("*.json"))  # API twins live in example_workflows/api/: ComfyUI lists no subfolder
+COMFYUI_VERSION = "0.3.64"  # the ComfyUI the workflows were saved against (cnr_id comfy-core, ver)
+THUMBNAIL_LIMIT = 100_000  # bytes
+CONFIGS = {"wan2.1_t2v_1.3B_tmd.json": "wan21_1_3b.yaml", "wan2.1_t2v_14B_tmd.json": "wan21_14b.yaml"}
 
 
 def load(path: Path) -> dict:
@@ -21,10 +30,46 @@ def twin(path: Path) -> Path:
     return WORKFLOWS / "api" / path.name
 
 
-def test_there_are_workflows_for_both_wan_sizes_each_with_an_api_twin():
+def test_there_are_workflows_for_both_wan_sizes_each_with_an_api_twin_and_a_thumbnail():
     names = {p.name for p in UI_FILES}
-    assert {"wan2.1_t2v_1.3B_tmd.json", "wan2.1_t2v_14B_tmd.json"} <= names
+    assert {"wan2.1_t2v_1.3B_tmd.json", "wan2.1_t2v_14B_tmd.json", "toy_tmd.json"} <= names
     assert {p.name for p in (WORKFLOWS / "api").glob("*.json")} == names
+    assert {p.stem for p in WORKFLOWS.glob("*.jpg")} == {p.stem for p in UI_FILES}
+    assert not (ROOT / "workflows").exists()  # ComfyUI would serve a second folder and log a rename hint
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.name)
+def test_thumbnail_is_a_small_jpeg(path):
+    thumbnail = path.with_suffix(".jpg")
+    data = thumbnail.read_bytes()
+    assert data[:3] == b"\xff\xd8\xff" and data[-2:] == b"\xff\xd9"  # JPEG start and end markers
+    assert len(data) < THUMBNAIL_LIMIT
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.name)
+def test_nodes_carry_the_properties_comfyui_manager_reads(path):
+    """cnr_id and ver as the frontend saves them, so ComfyUI-Manager can offer "install missing nodes"."""
+    for node in load(path)["nodes"]:
+        properties = node["properties"]
+        if node["type"] in FRONTEND_ONLY:
+            assert "cnr_id" not in properties
+            continue
+        pack = NODES[node["type"]].pack
+        assert list(properties)[:3] == ["cnr_id", "ver", "Node name for S&R"]
+        assert properties["cnr_id"] == ("comfyui-tmd" if pack else "comfy-core")
+        assert properties["ver"] == (__version__ if pack else COMFYUI_VERSION)
+        assert properties["Node name for S&R"] == node["type"]
+
+
+def test_pack_version_and_registry_id_are_the_pyproject_ones():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["version"] == __version__
+    comfy = pyproject["tool"]["comfy"]
+    assert comfy["PublisherId"] == "comfyui-tmd" and comfy["DisplayName"]
+    icon = re.fullmatch(r"https://raw\.githubusercontent\.com/comfyui-tmd/comfyui-tmd/main/(example_workflows/[^/]+\.jpg)",
+                        comfy["Icon"])
+    assert icon and (ROOT / icon.group(1)).is_file()
 
 
 @pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.name)
@@ -50,6 +95,45 @@ def test_workflow_samples_tmd_without_cfg(path):
     types = {entry["class_type"] for entry in api.values()}
     assert {"TMDFlowHeadLoader", "TMDApplyFlowHead", "TMDScheduler", "TMDSampler", "BasicGuider"} <= types
     assert "KSampler" not in types and "CFGGuider" not in types
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.name)
+def test_scheduler_takes_the_patched_model_and_the_head_s_trained_steps(path):
+    api = load(twin(path))
+    scheduler = next(e for e in api.values() if e["class_type"] == "TMDScheduler")
+    origin, slot = scheduler["inputs"]["model"]
+    assert api[origin]["class_type"] == "TMDApplyFlowHead" and slot == 0
+    assert scheduler["inputs"]["steps"] == 0 and scheduler["inputs"]["gamma"] == 0  # 0: what the head was trained for
+
+
+def effective_nfe(config: dict) -> float:
+    """M·(1 + (N − 1)·H/L) of a training config's student."""
+    model = config["model"]
+    layers = NAMED_CONFIGS[model["wan"]].num_layers
+    return model["outer_steps"] * (1 + (model["inner_steps"] - 1) * model["head_blocks"] / layers)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_notes_and_readmes_state_the_trained_m_and_nfe(name):
+    """The student a Wan workflow names is trained by its config: its note, example_workflows/README.md and the
+    README give that config's N, H, M and effective NFE."""
+    yaml = pytest.importorskip("yaml", reason="the training configs are YAML (pyyaml comes with .[dev])")
+    config = yaml.safe_load((ROOT / "training" / "configs" / CONFIGS[name]).read_text(encoding="utf-8"))
+    model = config["model"]
+    tag = f"N{model['inner_steps']}H{model['head_blocks']}, M = {model['outer_steps']}"
+    nfe = effective_nfe(config)
+
+    def stated(text: str, pattern: str) -> list[float]:
+        return [float(x) for x in re.findall(pattern.format(tag=re.escape(tag)), text)]
+
+    note = next(n for n in load(WORKFLOWS / name)["nodes"] if n["type"] == "MarkdownNote")["widgets_values"][0]
+    table = (WORKFLOWS / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for text, pattern in ((note, r"\({tag}: ([0-9.]+) effective NFE"),
+                          (table, r"\| `" + re.escape(name) + r"` \|[^|]*\| {tag} \| ([0-9.]+) \|"),
+                          (readme, r"{tag}[^0-9|]*: ([0-9.]+) effective NFE")):
+        values = stated(text, pattern)
+        assert values and all(abs(v - nfe) < 0.005 for v in values), (pattern, values, nfe)
 
 
 @pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.name)

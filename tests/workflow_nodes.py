@@ -12,6 +12,7 @@ import dataclasses
 WIDGET_TYPES = {"INT": (int,), "FLOAT": (int, float), "STRING": (str,), "BOOLEAN": (bool,), "COMBO": (str,)}
 WIDGET_KINDS = set(WIDGET_TYPES)
 FRONTEND_ONLY = {"Note", "MarkdownNote"}  # drawn by the frontend, never sent to the server
+UNKNOWN = "which is neither a pack node nor a known stock node"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +54,7 @@ NODES: dict[str, Node] = {
     # this pack
     "TMDFlowHeadLoader": _node("head_name:COMBO", "TMD_HEAD", pack=True),
     "TMDApplyFlowHead": _node("model:MODEL head:TMD_HEAD", "MODEL", pack=True),
-    "TMDScheduler": _node("steps:INT gamma:FLOAT", "SIGMAS", pack=True),
+    "TMDScheduler": _node("model:MODEL steps:INT gamma:FLOAT", "SIGMAS", pack=True),
     "TMDSampler": _node("inner_steps:INT inner_gamma:FLOAT", "SAMPLER", pack=True),
     "TMDToyTextEncode": _node("caption:STRING", "CONDITIONING", pack=True),
     "TMDToyDecode": _node("samples:LATENT", "IMAGE", pack=True),
@@ -106,7 +107,7 @@ def check_ui_workflow(workflow: dict) -> list[str]:
             continue
         node = NODES.get(n["type"])
         if node is None:
-            problems.append(f"node {n['id']} has type {n['type']!r}, which is neither a pack node nor a known stock node")
+            problems.append(f"node {n['id']} has type {n['type']!r}, {UNKNOWN}")
             continue
         values = n.get("widgets_values", [])
         fewest, most = _expected_widget_count(node)
@@ -119,7 +120,8 @@ def check_ui_workflow(workflow: dict) -> list[str]:
             elif slot.get("link") is None and not spec.optional and not spec.is_widget:
                 problems.append(f"node {n['id']} ({n['type']}) input {slot['name']!r} is not connected")
         for spec in node.inputs:
-            if not spec.is_widget and not spec.optional and not any(s["name"] == spec.name for s in n.get("inputs", [])):
+            present = any(s["name"] == spec.name for s in n.get("inputs", []))
+            if not spec.is_widget and not spec.optional and not present:
                 problems.append(f"node {n['id']} ({n['type']}) lacks its required input {spec.name!r}")
     for link_id, origin, origin_slot, target, target_slot, kind in links.values():
         if origin not in nodes or target not in nodes:
@@ -128,9 +130,11 @@ def check_ui_workflow(workflow: dict) -> list[str]:
         source = NODES.get(nodes[origin]["type"])
         if source is not None and (origin_slot >= len(source.outputs) or source.outputs[origin_slot] != kind):
             problems.append(f"link {link_id} leaves {nodes[origin]['type']} slot {origin_slot}, which is not {kind}")
-        slot = nodes[target].get("inputs", [])[target_slot] if target_slot < len(nodes[target].get("inputs", [])) else None
+        target_inputs = nodes[target].get("inputs", [])
+        slot = target_inputs[target_slot] if target_slot < len(target_inputs) else None
         if slot is None or slot.get("link") != link_id or slot.get("type") != kind:
-            problems.append(f"link {link_id} does not match input {target_slot} of node {target} ({nodes[target]['type']})")
+            problems.append(f"link {link_id} does not match input {target_slot} of node {target} "
+                            f"({nodes[target]['type']})")
     return problems
 
 
@@ -159,7 +163,7 @@ def check_api_prompt(prompt: dict) -> list[str]:
     for node_id, entry in prompt.items():
         node = NODES.get(entry["class_type"])
         if node is None:
-            problems.append(f"node {node_id} has type {entry['class_type']!r}, which is neither a pack node nor a known stock node")
+            problems.append(f"node {node_id} has type {entry['class_type']!r}, {UNKNOWN}")
             continue
         for spec in node.inputs:
             if spec.name not in entry["inputs"] and not spec.optional:
@@ -169,7 +173,8 @@ def check_api_prompt(prompt: dict) -> list[str]:
             if spec is None:
                 problems.append(f"node {node_id} ({entry['class_type']}) has an input {name!r} the node does not have")
             elif spec.is_widget:
-                if not isinstance(value, WIDGET_TYPES[spec.kind]) or (spec.kind != "BOOLEAN" and isinstance(value, bool)):
+                bool_for_number = spec.kind != "BOOLEAN" and isinstance(value, bool)
+                if not isinstance(value, WIDGET_TYPES[spec.kind]) or bool_for_number:
                     problems.append(f"node {node_id} input {name!r} is {value!r}, not a {spec.kind} value")
             else:
                 origin, slot = value

@@ -20,7 +20,7 @@ from factories import perturb_extras, random_wan
 
 from .conftest import PACK_ROOT, TESTING_PACK
 
-WORKFLOWS = PACK_ROOT / "workflows"
+WORKFLOWS = PACK_ROOT / "example_workflows"  # ComfyUI serves it as the pack's templates; API twins in api/
 LATENT = (1, 16, 2, 4, 6)  # for the sampling tests that call ComfyUI's sampling functions directly
 TINY_WAN = WanConfig(dim=256, ffn_dim=128, num_heads=2, num_layers=4)  # ComfyUI detects dim ≥ 256 as Wan
 FRAMES, SIDE = 5, 64  # video frames and pixels: latent [1, 16, 2, 8, 8]
@@ -62,10 +62,15 @@ def build_base(comfy, root: Path, api: dict) -> dict:
     head_name = _of_type(api, "TMDFlowHeadLoader")[1]["inputs"]["head_name"]
     for folder in ("diffusion_models", "tmd", "vae", "loras", "text_encoders"):
         (root / "models" / folder).mkdir(parents=True, exist_ok=True)
-    made = write_student(root / "models" / "diffusion_models" / student_name, root / "models" / "tmd" / head_name)
+    # The 14B config trains M = 1 and the 1.3B one M = 2; the tiny students say the same, so a workflow whose
+    # TMD Scheduler is left at steps 0 samples each head's own M.
+    outer_steps = 1 if "_14B_" in head_name else 2
+    made = write_student(root / "models" / "diffusion_models" / student_name, root / "models" / "tmd" / head_name,
+                         outer_steps=outer_steps)
     types = {entry["class_type"] for entry in api.values()}
     if "VAELoader" in types:  # the toy workflow has neither a VAE nor umT5
-        write_safetensors(random_wan21_vae_state(comfy), root / "models" / "vae" / _of_type(api, "VAELoader")[1]["inputs"]["vae_name"])
+        vae_name = _of_type(api, "VAELoader")[1]["inputs"]["vae_name"]
+        write_safetensors(random_wan21_vae_state(comfy), root / "models" / "vae" / vae_name)
     if "CLIPLoader" in types:
         # umT5 cannot be had here (5.7 B parameters); a placeholder under its name keeps the frontend's
         # missing-model check quiet. Runs replace the text encoder nodes (see `shrink`), so it is never read.
@@ -78,7 +83,8 @@ def build_base(comfy, root: Path, api: dict) -> dict:
             os.symlink(target, custom / name, target_is_directory=True)
     (root / "extra_model_paths.yaml").write_text(
         f"tmdtest:\n  base_path: {root}\n  custom_nodes: custom_nodes\n  diffusion_models: models/diffusion_models\n"
-        "  tmd: models/tmd\n  vae: models/vae\n  loras: models/loras\n  text_encoders: models/text_encoders\n", encoding="utf-8")
+        "  tmd: models/tmd\n  vae: models/vae\n  loras: models/loras\n  text_encoders: models/text_encoders\n",
+        encoding="utf-8")
     return made
 
 
@@ -102,8 +108,9 @@ def shrink(api: dict, prefix: str) -> dict:
 CONDITIONING_SEED, CONDITIONING_TOKENS = 3, 16  # what `shrink` asks of TMDTestRandomConditioning
 
 
-def core_latent(comfy, student, api: dict) -> torch.Tensor:
-    """What the core samples for the shrunk workflow (same weights, conditioning, seed and grids), in the
+def core_latent(comfy, student, api: dict, meta: FlowHeadMeta | None = None) -> torch.Tensor:
+    """What the core samples for the shrunk workflow (same weights, conditioning, seed and grids; a 0 in the
+    TMD Scheduler is the M or γ of the head's `meta`, by default write_student's M = 2, γ = 10), in the
     VAE-space units ComfyUI's sampler nodes output."""
     import comfy.latent_formats
     from comfyui_tmd.tmd_core import generate_tmd
@@ -112,7 +119,8 @@ def core_latent(comfy, student, api: dict) -> torch.Tensor:
     context = torch.randn(1, CONDITIONING_TOKENS, 4096, generator=torch.Generator().manual_seed(CONDITIONING_SEED))
     with torch.no_grad():
         latent = generate_tmd(student, context, (1, 16, (FRAMES - 1) // 4 + 1, SIDE // 8, SIDE // 8), seed=seed,
-                              outer_steps=outer["steps"], outer_gamma=outer["gamma"])
+                              outer_steps=outer["steps"] or (meta.outer_steps if meta else 2),
+                              outer_gamma=outer["gamma"] or (meta.outer_gamma if meta else 10.0))
     return comfy.latent_formats.Wan21().process_out(latent)
 
 
@@ -139,15 +147,16 @@ def saved_video(outputs: dict, output_dir: Path) -> Path:
     return output_dir / item["subfolder"] / item["filename"]
 
 
-def write_student(wan_path: Path, head_path: Path) -> dict:
-    """A tiny random Wan student (4 blocks, H = 2, trained M = N = 2) saved as the pack's two files."""
+def write_student(wan_path: Path, head_path: Path, outer_steps: int = 2) -> dict:
+    """A tiny random Wan student (4 blocks, H = 2, trained N = 2 and M = `outer_steps`) saved as the pack's two
+    files; returns {"student", "wan", "meta"}."""
     wan = random_wan(TINY_WAN, seed=11)
     student = TMDStudent.from_teacher(wan, FlowHeadSpec(head_blocks=2))
     perturb_extras(student, seed=12)
     save_wan(wan, wan_path)
-    save_flow_head(student, head_path,
-                   FlowHeadMeta.describe_model(wan, student.extras.spec, outer_steps=2, inner_steps=2))
-    return {"student": student, "wan": wan}
+    meta = FlowHeadMeta.describe_model(wan, student.extras.spec, outer_steps=outer_steps, inner_steps=2)
+    save_flow_head(student, head_path, meta)
+    return {"student": student, "wan": wan, "meta": meta}
 
 
 def write_lora(student, path: Path):

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Each UI-format workflow opens in ComfyUI's own frontend (headless Debian Chromium driven by Playwright,
-against the `--cpu` server) with every node known, every widget holding the file's value, and no
-missing-node or missing-model dialog. The screenshots are the README's pictures of the graphs: set
-TMD_SCREENSHOTS to a folder to keep them."""
+"""Each example workflow, fetched from the template route ComfyUI's Templates browser uses, opens in ComfyUI's own
+frontend (headless Debian Chromium driven by Playwright, against the `--cpu` server) with every node known,
+every widget holding the file's value, and no missing-node or missing-model dialog; the browser decodes its
+thumbnail. The screenshots are the README's pictures of the graphs and, scaled down, the templates'
+thumbnails: set TMD_SCREENSHOTS to a folder to keep both (<name>.png and <name>.jpg)."""
 import copy
 import json
 import os
@@ -20,11 +21,17 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
                   "--disable-sync", "--no-first-run"]
 ALERT_DIALOGS = ("Some Nodes Are Missing", "Missing Models")
 VIEWPORT = {"width": 1700, "height": 1100}
+THUMBNAIL_CROP = (66, 80, 1580, 830)  # the canvas without the frontend's menus, in VIEWPORT pixels
+THUMBNAIL_WIDTH, THUMBNAIL_QUALITY = 640, 80  # example_workflows/<name>.jpg: about 25 KB
+TEMPLATES = "/api/workflow_templates/comfyui_tmd"  # the pack's folder name in the test world
 
 LOADED_NODES_JS = """() => window.app.graph._nodes.map(n => ({
     id: n.id, type: n.type, missing: !LiteGraph.registered_node_types[n.type], errors: Boolean(n.has_errors),
     widgets: (n.widgets || []).map(w => w.value)}))"""
 DIALOGS_JS = "() => Array.from(document.querySelectorAll('.p-dialog')).map(d => d.innerText)"
+THUMBNAIL_JS = """src => new Promise(done => {
+    const img = new Image(); img.onload = () => done([img.naturalWidth, img.naturalHeight]);
+    img.onerror = () => done(null); img.src = src; })"""
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +45,10 @@ def browser():
         browser.close()
 
 
-def open_in_frontend(browser, url: str, workflow: dict, screenshot: Path | None = None) -> tuple[list, list]:
-    """Load `workflow` the way dropping its file on the canvas does; return the nodes and open dialogs."""
+def open_in_frontend(browser, url: str, workflow: dict, screenshot: Path | None = None,
+                     thumbnail: str | None = None) -> tuple[list, list, list | None]:
+    """Load `workflow` the way dropping its file on the canvas (or picking its template) does; return the nodes,
+    the open dialogs and the pixel size the browser decodes the `thumbnail` URL to (None if it cannot)."""
     http_json(f"{url}/settings/Comfy.TutorialCompleted", True)  # no first-run template gallery over the graph
     page = browser.new_page(viewport=VIEWPORT)
     try:
@@ -50,23 +59,38 @@ def open_in_frontend(browser, url: str, workflow: dict, screenshot: Path | None 
         nodes, dialogs = page.evaluate(LOADED_NODES_JS), page.evaluate(DIALOGS_JS)
         if screenshot is not None:
             page.screenshot(path=str(screenshot))
-        return nodes, dialogs
+        size = page.evaluate(THUMBNAIL_JS, thumbnail) if thumbnail else None
+        return nodes, dialogs, size
     finally:
         page.close()
+
+
+def save_thumbnail(screenshot: Path, jpeg: Path) -> None:
+    """The Templates browser's picture of a workflow: its screenshot's canvas scaled to THUMBNAIL_WIDTH, as a JPEG."""
+    from PIL import Image
+    with Image.open(screenshot) as image:
+        canvas = image.convert("RGB").crop(THUMBNAIL_CROP)
+        height = round(canvas.height * THUMBNAIL_WIDTH / canvas.width)
+        canvas.resize((THUMBNAIL_WIDTH, height), Image.LANCZOS).save(jpeg, "JPEG", quality=THUMBNAIL_QUALITY,
+                                                                      optimize=True)
 
 
 @pytest.mark.parametrize("name", [*WORKFLOW_NAMES, TOY_WORKFLOW])
 def test_workflow_opens_cleanly_in_the_frontend(browser, server, tmp_path, name):
     url, _ = server
-    workflow = json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+    workflow = http_json(f"{url}{TEMPLATES}/{name}.json")  # what picking it under Templates loads
+    assert workflow == json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
     picture = tmp_path / f"{name}.png"
-    nodes, dialogs = open_in_frontend(browser, url, workflow, picture)
+    nodes, dialogs, thumbnail = open_in_frontend(browser, url, workflow, picture, f"{TEMPLATES}/{name}.jpg")
+    if os.environ.get("TMD_SCREENSHOTS"):
+        folder = Path(os.environ["TMD_SCREENSHOTS"])
+        shutil.copy(picture, folder / picture.name)
+        save_thumbnail(picture, folder / f"{name}.jpg")
     assert [n for n in nodes if n["missing"] or n["errors"]] == []
     saved = {n["id"]: n.get("widgets_values", []) for n in workflow["nodes"]}
     assert {n["id"]: n["widgets"] for n in nodes} == saved  # every widget shows the file's value
     assert [d for d in dialogs if d.startswith(ALERT_DIALOGS)] == []
-    if os.environ.get("TMD_SCREENSHOTS"):
-        shutil.copy(picture, Path(os.environ["TMD_SCREENSHOTS"]) / picture.name)
+    assert thumbnail is not None and thumbnail[0] > 0  # the Templates browser can show its picture
 
 
 def test_the_check_sees_a_missing_node(browser, server):
@@ -74,6 +98,6 @@ def test_the_check_sees_a_missing_node(browser, server):
     url, _ = server
     workflow = copy.deepcopy(json.loads((WORKFLOWS / f"{WORKFLOW_NAMES[0]}.json").read_text(encoding="utf-8")))
     next(n for n in workflow["nodes"] if n["type"] == "TMDSampler")["type"] = "TMDSamplerFromTheFuture"
-    nodes, dialogs = open_in_frontend(browser, url, workflow)
+    nodes, dialogs, _ = open_in_frontend(browser, url, workflow)
     assert [n["type"] for n in nodes if n["missing"]] == ["TMDSamplerFromTheFuture"]
     assert any(d.startswith("Some Nodes Are Missing") and "TMDSamplerFromTheFuture" in d for d in dialogs)

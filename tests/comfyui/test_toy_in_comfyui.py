@@ -30,16 +30,19 @@ def test_toy_workflow_runs_in_process_and_samples_what_the_core_samples(comfy_no
     import comfy.latent_formats
     root, made = world
     api = load_api(TOY_WORKFLOW)
-    prompt = {**api, "900": {"class_type": "SaveLatent", "inputs": {"samples": [_of_type(api, "SamplerCustomAdvanced")[0], 0],
+    sampler_id = _of_type(api, "SamplerCustomAdvanced")[0]
+    prompt = {**api, "900": {"class_type": "SaveLatent", "inputs": {"samples": [sampler_id, 0],
                                                                      "filename_prefix": "toy"}}}
     outputs, _ = run_in_process(comfy_nodes, root, prompt)
     latent = comfy.latent_formats.Wan21().process_in(saved_latent(outputs, root / "output"))
     caption = _of_type(api, "TMDToyTextEncode")[1]["inputs"]["caption"]
-    steps = _of_type(api, "TMDScheduler")[1]["inputs"]
+    steps = _of_type(api, "TMDScheduler")[1]["inputs"]  # 0: the M and γ the head was trained for
+    meta = made[TOY_WORKFLOW]["meta"]
     with torch.no_grad():
         core = generate_tmd(made[TOY_WORKFLOW]["student"], encode_caption(caption)[None], latent_shape(),
-                            seed=_of_type(api, "RandomNoise")[1]["inputs"]["noise_seed"], outer_steps=steps["steps"],
-                            outer_gamma=steps["gamma"])
+                            seed=_of_type(api, "RandomNoise")[1]["inputs"]["noise_seed"],
+                            outer_steps=steps["steps"] or meta.outer_steps,
+                            outer_gamma=steps["gamma"] or meta.outer_gamma)
     assert latent.shape == core.shape == latent_shape()  # EmptyHunyuanLatentVideo 128 × 128 × 1 is the toy latent
     assert ((latent - core).norm() / core.norm()).item() < 1e-4
     frames = read_video(saved_video(outputs, root / "output"))

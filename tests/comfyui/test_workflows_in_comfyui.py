@@ -4,13 +4,15 @@ through the HTTP server (`main.py --cpu`, POST /prompt, GET /history); both give
 import asyncio
 import json
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 import torch
 
-from .comfy_world import FRAMES, SIDE, WORKFLOWS, core_latent, http_json, load_api, read_video, saved_latent, saved_video, shrink
+from .comfy_world import (FRAMES, SIDE, WORKFLOWS, core_latent, http_json, load_api, read_video, saved_latent,
+                          saved_video, shrink)
 from .conftest import TOY_WORKFLOW, WORKFLOW_NAMES
 
 
@@ -54,16 +56,21 @@ def run_in_process(comfy_nodes, root: Path, prompt: dict):
 def test_workflow_runs_in_process(comfy_nodes, world, name):
     root, made = world
     outputs, events = run_in_process(comfy_nodes, root, shrink(load_api(name), f"inproc_{name}"))
-    latent, core = saved_latent(outputs, root / "output"), core_latent(comfy_nodes, made[name]["student"], load_api(name))
+    meta = made[name]["meta"]  # the 14B head says M = 1, as its training config does; the 1.3B one M = 2
+    latent = saved_latent(outputs, root / "output")
+    core = core_latent(comfy_nodes, made[name]["student"], load_api(name), meta)
     assert ((latent - core).norm() / core.norm()).item() < 1e-4  # the workflow samples what the core samples
     frames = read_video(saved_video(outputs, root / "output"))
     assert frames.shape == (FRAMES, SIDE, SIDE, 3)
     assert frames.float().std() > 0  # a real decode of a real sample, not a blank clip
     sampler_id = next(k for k, e in load_api(name).items() if e["class_type"] == "SamplerCustomAdvanced")
     progress = [(d["value"], d["max"]) for e, d in events if e == "progress" and d["node"] == sampler_id]
-    # one tick per inner step (M = 2 outer × N = 2 inner), and the sampler node's own tick (with its
-    # preview) after each outer step: the bar reads 25, 50, 50, 75, 100, 100 %
-    assert progress == [(1, 4), (2, 4), (1, 2), (3, 4), (4, 4), (2, 2)]
+    # one tick per inner step (M outer × N inner; TMD Scheduler at steps 0 samples the head's M), and the
+    # sampler node's own tick (with its preview) after each outer step: at M = N = 2 the bar reads 25, 50, 50,
+    # 75, 100, 100 %
+    m, n = meta.outer_steps, meta.inner_steps
+    assert m == (1 if "14B" in name else 2)
+    assert progress == [tick for i in range(m) for tick in [*((i * n + j, m * n) for j in range(1, n + 1)), (i + 1, m)]]
 
 
 def test_object_info_shows_the_pack_nodes(server):
@@ -96,7 +103,8 @@ def test_a_bad_head_file_is_reported_by_the_server(server, world):
     root, _ = world
     (root / "models" / "tmd" / "evil_head.safetensors").write_bytes(b"\x80\x04\x95" + bytes(64))
     prompt = shrink(load_api(WORKFLOW_NAMES[0]), "bad")
-    next(e for e in prompt.values() if e["class_type"] == "TMDFlowHeadLoader")["inputs"]["head_name"] = "evil_head.safetensors"
+    loader = next(e for e in prompt.values() if e["class_type"] == "TMDFlowHeadLoader")
+    loader["inputs"]["head_name"] = "evil_head.safetensors"
     queued = http_json(f"{url}/prompt", {"prompt": prompt, "client_id": "tmd-tests"})
     deadline = time.monotonic() + 120
     while not (history := http_json(f"{url}/history/{queued['prompt_id']}")):
@@ -108,10 +116,23 @@ def test_a_bad_head_file_is_reported_by_the_server(server, world):
     assert error["node_type"] == "TMDFlowHeadLoader" and "pickle" in error["exception_message"]
 
 
-def test_workflows_are_in_comfyui_s_template_browser(server):
-    """ComfyUI lists a pack's workflows/ folder under Templates; the API twins stay out of that list."""
+def http_bytes(url: str) -> tuple[bytes, str]:
+    """The body and Content-Type of a GET."""
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read(), response.headers.get("Content-Type", "")
+
+
+def test_comfyui_lists_the_templates_with_their_thumbnails(server):
+    """ComfyUI lists the pack's example_workflows/ on /workflow_templates (the Templates browser's list) and
+    serves each workflow and the <name>.jpg thumbnail the browser shows for it; the API twins in
+    example_workflows/api/ stay out of the list."""
     url, _ = server
     templates = http_json(f"{url}/workflow_templates")
     assert sorted(templates["comfyui_tmd"]) == sorted([*WORKFLOW_NAMES, TOY_WORKFLOW])
-    served = http_json(f"{url}/api/workflow_templates/comfyui_tmd/{WORKFLOW_NAMES[0]}.json")
-    assert served == json.loads((WORKFLOWS / f"{WORKFLOW_NAMES[0]}.json").read_text(encoding="utf-8"))
+    for name in templates["comfyui_tmd"]:
+        served = http_json(f"{url}/api/workflow_templates/comfyui_tmd/{name}.json")
+        assert served == json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+        picture, kind = http_bytes(f"{url}/api/workflow_templates/comfyui_tmd/{name}.jpg")  # the browser's URL
+        assert kind == "image/jpeg" and picture == (WORKFLOWS / f"{name}.jpg").read_bytes()
+        assert picture[:3] == b"\xff\xd8\xff"
+
