@@ -85,8 +85,7 @@ class TMDRun:
         if self._flow is None or self._flow.student.wan is not wan:
             self._flow = InnerFlow(TMDStudent(wan, self.extras), inner_steps=self.inner_steps,
                                    inner_gamma=self.inner_gamma, inner_form=self.meta.inner_form,
-                                   generator=self.generator,
-                                   inner_callback=self.inner_callback,
+                                   generator=self.generator, inner_callback=self.inner_callback,
                                    interrupt=comfy.model_management.throw_exception_if_processing_interrupted)
         return self._flow
 
