@@ -117,6 +117,15 @@ def apply_flow_head(model: comfy.model_patcher.ModelPatcher, head: FlowHeadFile)
     return patched
 
 
+def tmd_patch(model: comfy.model_patcher.ModelPatcher, node: str) -> TMDPatch:
+    """The TMD settings of a model patched by `apply_flow_head` (its head's name and metadata), for `node`."""
+    patch = getattr(model, "model_options", {}).get("transformer_options", {}).get(PATCH_KEY)
+    if not isinstance(patch, TMDPatch):
+        raise TMDError(f"{node} needs a model with a TMD flow head: connect its model input after "
+                       "'TMD Apply Flow Head'.")
+    return patch
+
+
 def managed_head(model: comfy.model_patcher.ModelPatcher) -> FlowHeadExtras:
     """The flow-head module ComfyUI manages for `model` (loaded with it for the run, offloaded after)."""
     heads = model.get_additional_models_with_key(HEAD_KEY)

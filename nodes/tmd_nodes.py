@@ -10,7 +10,6 @@ import folder_paths
 from comfy_api.latest import io
 
 from . import comfy_bridge
-from ..tmd_core.errors import TMDError
 from ..tmd_core.grids import tmd_sigmas
 
 TMDHead = io.Custom("TMD_HEAD")
@@ -90,18 +89,8 @@ class TMDScheduler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, steps, gamma) -> io.NodeOutput:
-        patch = trained_settings(model)
+        patch = comfy_bridge.tmd_patch(model, "TMD Scheduler")
         return io.NodeOutput(tmd_sigmas(steps or patch.meta.outer_steps, gamma or patch.meta.outer_gamma))
-
-
-def trained_settings(model) -> comfy_bridge.TMDPatch:
-    """The TMD settings of a model patched by 'TMD Apply Flow Head' (its head's name and metadata)."""
-    options = getattr(model, "model_options", {}).get("transformer_options", {})
-    patch = options.get(comfy_bridge.PATCH_KEY)
-    if not isinstance(patch, comfy_bridge.TMDPatch):
-        raise TMDError("TMD Scheduler needs a model with a TMD flow head: connect its model input after "
-                       "'TMD Apply Flow Head'.")
-    return patch
 
 
 class TMDSampler(io.ComfyNode):
