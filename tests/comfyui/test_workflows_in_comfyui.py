@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import torch
 
 from .comfy_world import (FRAMES, SIDE, WORKFLOWS, core_latent, http_json, load_api, read_video, saved_latent,
                           saved_video, shrink)
@@ -92,9 +91,15 @@ def test_workflow_runs_through_the_http_server_and_matches_in_process(comfy_node
         time.sleep(0.5)
     entry = history[queued["prompt_id"]]
     assert entry["status"]["status_str"] == "success" and entry["status"]["completed"]
-    over_http = read_video(saved_video(entry["outputs"], output_dir))
     outputs, _ = run_in_process(comfy_nodes, root, shrink(load_api(name), "inproc_again"))
-    assert torch.equal(over_http, read_video(saved_video(outputs, root / "output")))  # same seed, same video
+    # Same seed, same sample: the latents (what the pack makes) are bit-identical. The decoded and encoded
+    # videos are not across processes: in one two-core CI run ComfyUI's VAE decode and video encode differed
+    # between the server and this process by 1.45 grey levels on average (max 42) for bit-identical latents.
+    latent_http, latent = saved_latent(entry["outputs"], output_dir), saved_latent(outputs, root / "output")
+    assert latent_http.equal(latent)
+    over_http = read_video(saved_video(entry["outputs"], output_dir)).float()
+    in_process = read_video(saved_video(outputs, root / "output")).float()
+    assert over_http.shape == in_process.shape and (over_http - in_process).abs().mean() < 4.0
 
 
 def test_a_bad_head_file_is_reported_by_the_server(server, world):
