@@ -55,7 +55,7 @@ def _micro_batch(config: TrainConfig, env: Env) -> int | None:
     local = batch // env.world  # an uneven split is refused by the shard reader, with its own sentence
     if micro is not None and batch % env.world == 0 and local % micro:
         raise TrainingConfigError(f"data.micro_batch {micro} does not divide the per-process batch {local} "
-                                  f"(data.batch_size {batch} over {env.world} processes).")
+                                  f"(data.batch_size {batch} over {env.world} process{'es' if env.world > 1 else ''}).")
     return micro
 
 
