@@ -101,6 +101,13 @@ class Algorithm:
     def trainable(self) -> list[str]:
         return list(self._lrs)
 
+    @property
+    def lockstep(self) -> bool:
+        """Whether every process must make the same role calls: under FSDP2 each block's forward all-gathers its
+        shards, so a call that one process skips (no rows need it in its micro-batch) hangs the others. A call
+        that depends on the rows then runs on a stand-in row where a process has none, its result unused."""
+        return self.env.strategy == "fsdp"
+
     def call(self, name: str, fn: Callable, *args, **kwargs):
         """Run fn(module, *args) through the role's wrapper, under the run's autocast."""
         with self.env.autocast():

@@ -95,11 +95,12 @@ class TMMeanFlow(Algorithm):
         kept = torch.nonzero(~dropped).flatten()
         v_target = v.clone()
         form = self.config.model.inner_form
-        if len(kept) and cfg.cfg_scale != 1.0:
+        if cfg.cfg_scale != 1.0 and (len(kept) or self.lockstep):
+            rows_in = kept if len(kept) else kept.new_zeros(1)  # a stand-in row keeps FSDP2's processes in step
             with torch.no_grad():
-                u_neg, _ = self.call("student", _student_u, x_t[kept], t[kept], negative[kept], y_s[kept], s[kept],
-                                     s[kept], y1[kept], form)
-            v_target[kept] = guided(v[kept], u_neg.to(v.dtype), cfg.cfg_scale)
+                u_neg, _ = self.call("student", _student_u, x_t[rows_in], t[rows_in], negative[rows_in],
+                                     y_s[rows_in], s[rows_in], s[rows_in], y1[rows_in], form)
+            v_target[kept] = guided(v[kept], u_neg[:len(kept)].to(v.dtype), cfg.cfg_scale)
 
         u, features = self.call("student", _student_u, x_t, t, context, y_s, s, r, y1, form)
         error = u.float() - self.target(features, y_s, v_target, s, r, y1).float()
@@ -118,7 +119,7 @@ class TMMeanFlow(Algorithm):
             return self.call_fp32("student", _average_velocity, _rows_fp32(features, rows), y_eval.float(), s_eval,
                                   r[rows], y1[rows].float(), form)
 
-        return meanflow_target(u_fn, y_s, v_target, s, r, self.config.stage1.fd_delta)
+        return meanflow_target(u_fn, y_s, v_target, s, r, self.config.stage1.fd_delta, self.lockstep)
 
     def step(self, batch: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
         return self.accumulate(self.loss_of, self.inputs(batch), "student")

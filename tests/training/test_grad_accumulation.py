@@ -8,6 +8,9 @@ over rows) run in another order, so weights and moments are compared to a tolera
 WEIGHT_TOLERANCE, with the measured worst cases); the RNG states after the run are compared bit for bit.
 """
 import copy
+import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -16,7 +19,10 @@ from comfyui_tmd.tmd_core.safe_files import read_safetensors
 from comfyui_tmd.training.config import config_from_dict
 from comfyui_tmd.training.distributed import Env
 from comfyui_tmd.training.errors import TrainingConfigError
+from comfyui_tmd.training.meanflow import meanflow_target
 from comfyui_tmd.training.trainer import Trainer
+
+from training_factories import TORCHRUN_WORKER, free_port
 
 STAGES = ("1", "2", "dmd2v", "fm", "kd")
 # Of the role's largest value of the kind (worst measured, float32 CPU, over all stages and micro-batches: AdamW
@@ -152,9 +158,45 @@ def test_a_run_stopped_and_resumed_in_micro_batches_is_bitwise_the_uninterrupted
     assert_same_training(a, checkpoint_tensors(tmp_path / "c", 6), initial_weights(run_dict, "2", tmp_path / "s"))
 
 
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_in_micro_batches_reach_the_full_batch_weights(run_dict, strategy, tmp_path):
+    """DDP skips the all-reduce until the last micro-batch (no_sync), FSDP2 reduce-scatters each one: both end where
+    the same two processes end without accumulation (stage 1: no dropout or GroupNorm to set aside)."""
+    run_dict["run"].update(distributed=strategy, iterations=2, checkpoint_every=2)
+    for micro_batch in (None, 1):  # 4 over 2 processes: 2 rows each, in micro-batches of 1
+        run_dict["data"]["micro_batch"] = micro_batch
+        config_path = tmp_path / f"config{micro_batch}.json"
+        config_path.write_text(json.dumps(run_dict))
+        out = tmp_path / f"run{micro_batch}"
+        result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                 "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(TORCHRUN_WORKER),
+                                 str(config_path), "1", str(out)], capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert json.loads((out / "report.json").read_text())["ranks_agree"] == {"student": True}
+    assert_same_training(checkpoint_tensors(tmp_path / "runNone", 2), checkpoint_tensors(tmp_path / "run1", 2),
+                         initial_weights(run_dict, "1", tmp_path / "start"))
+
+
 def test_a_micro_batch_that_does_not_divide_the_per_process_batch_is_refused(run_dict, tmp_path):
     with pytest.raises(TrainingConfigError, match=r"^data.micro_batch 3 does not divide the per-process batch 4 "
                                                   r"\(data.batch_size 4 over 1 process\)\.$"):
         train(run_dict, "1", 3, tmp_path)
     with pytest.raises(TrainingConfigError, match="data.micro_batch must be at least 1, got 0"):
         train(run_dict, "1", 0, tmp_path)
+
+
+def test_a_batch_without_meanflow_rows_still_evaluates_when_processes_must_stay_in_step():
+    """Under FSDP2 every process must make the same forwards; a micro-batch of one row often has no r < s row."""
+    g = torch.Generator().manual_seed(3)
+    y_s, v = torch.randn(2, 4, generator=g), torch.randn(2, 4, generator=g)
+    s = torch.rand(2, generator=g, dtype=torch.float64) * 0.5 + 0.25
+    calls = []
+
+    def u_fn(y, s_eval, rows):
+        calls.append(rows.tolist())
+        return y.double()
+
+    for always, expected in ((False, []), (True, [[0], [0]])):
+        calls.clear()
+        assert torch.equal(meanflow_target(u_fn, y_s, v, s, s.clone(), 5e-3, always), v.double())
+        assert calls == expected
