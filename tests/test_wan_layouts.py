@@ -94,6 +94,22 @@ def test_official_sharded_release(tmp_path, source, give):
     assert_same_prediction(loaded, source)
 
 
+def test_entry_points_take_a_release_folder(tmp_path, source):
+    """The training teacher, `load_student` and the main command's --wan all go through `load_wan`."""
+    from comfyui_tmd.tmd_core import FlowHeadMeta, FlowHeadSpec, TMDStudent, load_student, save_flow_head
+    from comfyui_tmd.toy import checkpoints
+    from comfyui_tmd.training.config import ModelConfig
+    from comfyui_tmd.training.models import load_teacher
+    index = write_sharded(official_state(source), tmp_path / "release")
+    teacher = load_teacher(ModelConfig(teacher=str(index.parent), wan=None), torch.device("cpu"), torch.float32)
+    assert_same_prediction(teacher, source)
+    student = TMDStudent.from_teacher(source, FlowHeadSpec(head_blocks=1))
+    meta = FlowHeadMeta.describe_model(source, student.extras.spec, outer_steps=2, inner_steps=2, trained_from="test")
+    loaded, _ = load_student(index, save_flow_head(student, tmp_path / "head.safetensors", meta))
+    assert_same_prediction(loaded.wan, source)
+    assert checkpoints.require(index.parent) == index.parent
+
+
 # ComfyUI's repackaged files -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("prefix", ["", COMFY_PREFIX])
