@@ -129,6 +129,10 @@ def test_comfyui_fp8_e4m3fn(tmp_path, source, prefix):
         state[key] = state[key].to(torch.float8_e4m3fn)
     path = write_safetensors({prefix + k: v for k, v in state.items()}, tmp_path / "wan_fp8_e4m3fn.safetensors")
     assert_same_prediction(load_wan(path, dtype=torch.float32), with_weights(source, state))
+    assert next(load_wan(path).parameters()).dtype == torch.float32  # the unquantized tensors' dtype
+    state["head.modulation"] = state["head.modulation"].to(torch.float8_e4m3fn)
+    path = write_safetensors({prefix + k: v for k, v in state.items()}, tmp_path / "all_fp8.safetensors")
+    assert next(load_wan(path).parameters()).dtype == torch.bfloat16  # nothing computes in fp8: bf16 by default
 
 
 @pytest.mark.parametrize("prefix", ["", COMFY_PREFIX])
@@ -177,13 +181,18 @@ def padded(context: torch.Tensor) -> torch.Tensor:
 DIFFUSERS_TOLERANCE = 3e-5
 
 
-@pytest.mark.parametrize("save", ["single", "sharded", "pipeline folder"])
+@pytest.mark.parametrize("save", ["single", "sharded", "pipeline folder", "file without config.json"])
 def test_diffusers_transformer_folder(tmp_path, save):
+    """Without config.json (a lone file) the size comes from the shapes, heads = dim // 128 as ComfyUI reads it."""
     model = random_diffusers_wan()
     folder = tmp_path / "Wan2.1-T2V-Diffusers" / "transformer"
     model.save_pretrained(folder, max_shard_size="1MB" if save == "sharded" else "10GB")
     assert (len(list(folder.glob("*.safetensors"))) > 1) == (save == "sharded")
-    loaded = load_wan(folder.parent if save == "pipeline folder" else folder)
+    given = {"pipeline folder": folder.parent, "file without config.json": tmp_path / "lone.safetensors"}
+    given = given.get(save, folder)
+    if save == "file without config.json":
+        (folder / "diffusion_pytorch_model.safetensors").rename(given)
+    loaded = load_wan(given)
     assert loaded.config == CONFIG and loaded.text_len == UMT5_TOKENS
     x, t, context = probe()
     with torch.no_grad():
@@ -199,6 +208,30 @@ def test_diffusers_config_must_match_its_weights(tmp_path):
     (folder / "config.json").write_text(json.dumps({**config, "ffn_dim": 128}))
     with pytest.raises(CheckpointError, match=r"config.json disagrees with its weights \(ffn_dim 128 vs 96\)"):
         load_wan(folder)
+
+
+def test_tensors_are_read_one_at_a_time(tmp_path, source, monkeypatch):
+    """Each shard is opened once, and no stored tensor outlives its copy into the model: memory holds the model
+    and one tensor, never the model twice."""
+    import weakref
+
+    from comfyui_tmd.tmd_core import wan_loading
+    index = write_sharded(official_state(source), tmp_path)
+    opened, read, most_alive = [], [], 0
+
+    def watched(file, keys):
+        nonlocal most_alive
+        opened.append(file.name)
+        for key, tensor in wan_loading_read(file, keys):
+            most_alive = max(most_alive, sum(ref() is not None for ref in read))
+            read.append(weakref.ref(tensor))
+            yield key, tensor
+
+    wan_loading_read = wan_loading.read_tensors
+    monkeypatch.setattr(wan_loading, "read_tensors", watched)
+    assert_same_prediction(load_wan(index), source)
+    assert sorted(opened) == sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    assert len(read) == len(source.state_dict()) and most_alive <= 1  # the previous one, until the loop moves on
 
 
 # Bad layouts: one sentence each --------------------------------------------------------------------------------
