@@ -277,6 +277,10 @@ def wan22_experts(tmp_path, source):
     return tmp_path / "Wan2.2-T2V-A14B"
 
 
+def wan22_expert(tmp_path, source):
+    return wan22_experts(tmp_path, source) / "low_noise_model"
+
+
 def diffusers_i2v_config(tmp_path, source):
     (tmp_path / "config.json").write_text(json.dumps({"_class_name": "WanTransformer3DModel", "image_dim": 1280}))
     return write_safetensors({"proj_out.weight": torch.randn(64, 256), "scale_shift_table": torch.randn(1, 2, 256)},
@@ -333,6 +337,7 @@ def nothing_there(tmp_path, source):
     (wan22_5b, r"is a Wan2\.2 TI2V-5B model \(48-channel latent\); TMD supports Wan2\.1 text-to-video only\."),
     (wan22_i2v, r"is an image-conditioned Wan model \(36 input channels, 16 output\)"),
     (wan22_experts, r"Wan2\.2-T2V-A14B is a Wan2\.2 A14B release"),
+    (wan22_expert, r"low_noise_model is a Wan2\.2 A14B expert \(low_noise_model\); TMD supports Wan2\.1"),
     (diffusers_i2v_config, r"is a Wan2\.1 image-to-video model \(its config has image_dim"),
     (missing_shard, r"names the shard diffusion_pytorch_model-00002-of-00003\.safetensors, which is not in"),
     (misplaced_key, r"the shards disagree with .*index\.json: it places patch_embedding\.weight in "

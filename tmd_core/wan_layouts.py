@@ -22,6 +22,8 @@ SAFETENSORS_DTYPES = {
     "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
 }
+# Wan2.2 A14B's two experts have Wan2.1 14B's keys and shapes: only their folders tell them apart.
+WAN22_EXPERT_FOLDERS = ("high_noise_model", "low_noise_model")
 EXPECTED = ("a Wan2.1 diffusion model: a .safetensors file, a sharded release's *.safetensors.index.json or its "
             "folder, or a diffusers transformer folder")
 
@@ -44,7 +46,7 @@ class StoredWan:
 
 def _in_folder(folder: Path) -> Path:
     """The index or single file a folder holds (a diffusers pipeline folder: its transformer's)."""
-    if (folder / "high_noise_model").is_dir() and (folder / "low_noise_model").is_dir():
+    if all((folder / expert).is_dir() for expert in WAN22_EXPERT_FOLDERS):
         raise text_to_video_only("a Wan2.2 A14B release (high- and low-noise expert models)", str(folder))
     if (folder / "transformer_2").is_dir():
         raise text_to_video_only("a Wan2.2 A14B diffusers pipeline (two expert transformers)", str(folder))
@@ -124,6 +126,8 @@ def find_wan(path: str | os.PathLike) -> StoredWan:
     if not given.exists():
         raise CheckpointError(f"no file or folder at {given}.")
     target = _in_folder(given) if given.is_dir() else given
+    if target.parent.name in WAN22_EXPERT_FOLDERS:
+        raise text_to_video_only(f"a Wan2.2 A14B expert ({target.parent.name})", given.name)
     if target.name.endswith(".json"):
         weight_map = _read_index(target)
         tensors, metadata = _read_headers([target.parent / shard for shard in sorted(set(weight_map.values()))])
