@@ -99,7 +99,7 @@ def load_wan(path: str | os.PathLike, dtype: torch.dtype | None = None, device: 
              expect: WanConfig | None = None) -> WanDiT:
     """Build a WanDiT from a Wan2.1 T2V model in any layout `wan_layouts.find_wan` finds (a file, an index JSON or
     a folder), its size read from tensor shapes (and a diffusers config.json). The weights take `dtype`, by default
-    the stored one (bfloat16 for fp8 files)."""
+    the stored dtype of head.modulation, which fp8 files keep wide (bfloat16 where even it is float8)."""
     stored = find_wan(path)
     names, scales, diffusers = _official_names(stored)
     shapes = {name: stored.tensors[key].meta for name, key in names.items()}
