@@ -28,7 +28,9 @@ PLAN_KEY = "plan"  # top-level section of a config that lists a pipeline's runs 
 
 @dataclasses.dataclass
 class ModelConfig:
-    teacher: str | None = None  # Wan2.1 T2V diffusion-model file; None = a random `wan` (smoke tests only)
+    # Wan2.1 T2V diffusion model (a file, a sharded release's index JSON or folder, a diffusers transformer folder);
+    # None = a random `wan` (smoke tests only)
+    teacher: str | None = None
     wan: str | None = "tiny"  # named size (tmd_core.NAMED_CONFIGS) of the random teacher, else checked against the file
     teacher_seed: int = 0  # seed of that random teacher
     head_blocks: int = 5  # H (paper: 5 for both 1.3B and 14B)

@@ -66,7 +66,10 @@ def generate_shards(teacher: nn.Module, context: torch.Tensor, negative_context:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argument_parser("Generate training shards from a Wan teacher and prompt embeddings.")
-    parser.add_argument("--teacher", required=True, help="Wan2.1 T2V diffusion-model safetensors file")
+    parser.add_argument("--teacher", required=True,
+                        help="the teacher: a Wan2.1 T2V diffusion model, as a .safetensors file (official or "
+                        "ComfyUI's, fp8 scaled included), a sharded release's index JSON or folder, or a diffusers "
+                        "transformer folder")
     parser.add_argument("--prompts", required=True, help="safetensors with context [P, L, 4096] and negative_context")
     parser.add_argument("--out", required=True, type=Path, help="folder for the shards")
     parser.add_argument("--latent", required=True, help="latent C,T,H,W, e.g. 16,21,60,104 for 480p 81 frames")
