@@ -50,7 +50,7 @@ class ComfyUIUMT5:
                   "relative_attention_num_buckets": shape.buckets}
         self.clip = comfy.sd.load_clip([str(path)], clip_type=comfy.sd.CLIPType.WAN,
                                        model_options={f"{TOKENS_KEY}_model_config": config})
-        tokenizer = getattr(self.clip.tokenizer, TOKENS_KEY)
+        tokenizer = getattr(self.clip.tokenizer, self.clip.tokenizer.clip)  # its umT5 tokenizer (clip_umt5xxl)
         self.end, self.pad = tokenizer.end_token, tokenizer.pad_token
         self.width = shape.width
 
