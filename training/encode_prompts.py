@@ -10,11 +10,14 @@ One prompt a line (blank lines are skipped). The output file holds
     context           [P, 512, W]   one row per prompt, in file order
     negative_context  [1, 512, W]   the negative prompt (Wan2.1's default, in Chinese, unless --negative is given)
 and metadata `prompts` (JSON list), `negative_prompt` and `text_encoder`. W is the encoder's width: 4096 for
-umT5-XXL, the width Wan takes. Each context is laid out as official Wan2.1 hands it to its DiT: the encoder's
-last hidden state of the prompt's real tokens (the text and the end-of-sequence token, computed with padding
-masked out), then zero rows up to 512. A prompt longer than 512 tokens is cut as Wan's tokenizer cuts it (its
-first 511 tokens and the end token), with one warning for the whole file: the data then match what Wan was
-trained with (ComfyUI alone would not cut; its context grows past 512 rows).
+umT5-XXL, the width Wan takes.
+
+Each context is laid out as official Wan2.1 hands it to its DiT: the encoder's last hidden state of the
+prompt's real tokens (the text and the end-of-sequence token, computed with padding masked out), then zero
+rows up to 512. A prompt longer than 512 tokens is cut as Wan's tokenizer cuts it (its first 511 tokens and the
+end token), with one warning for the whole file: the data then match what Wan was trained with (ComfyUI alone
+would not cut; its context grows past 512 rows). A context is 8 MiB in fp32 (4 MiB with `--save-dtype bf16`)
+and all are held in memory until the file is written: split a long prompt list into several files.
 
 Two encoders (`--encoder`):
   comfyui       ComfyUI's own umT5 (`comfy.sd.load_clip` with the WAN type, `CLIP.tokenize` and
@@ -66,7 +69,7 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
     if not path.is_file():
         raise PromptEncodingError(f"no prompt file at {path}.")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: drop the byte-order mark some editors write
     except UnicodeDecodeError as err:
         raise PromptEncodingError(f"{path.name} is not a UTF-8 text file of prompts ({err.reason} at byte "
                                   f"{err.start}); give one prompt a line.") from err

@@ -91,6 +91,16 @@ def test_negative_prompt_option_and_save_dtype(tmp_path, umt5):
     torch.testing.assert_close(tensors["negative_context"][0, :len(ids)], expected, rtol=1e-2, atol=1e-2)
 
 
+def test_hugging_face_folders_give_the_single_files_contexts(tmp_path, umt5):
+    """A model folder (config.json + weights) and a saved tokenizer folder (tokenizer_config.json) load through
+    from_pretrained and give what the ComfyUI-layout file and the spiece.model folder give."""
+    umt5.model.save_pretrained(tmp_path / "model")
+    umt5.tokenizer.save_pretrained(tmp_path / "tokenizer")
+    from_file = run(tmp_path, umt5)[0]["context"]
+    folders = SimpleNamespace(weights=tmp_path / "model", tokenizer_folder=tmp_path / "tokenizer")
+    torch.testing.assert_close(run(tmp_path, folders)[0]["context"], from_file, rtol=1e-6, atol=1e-6)
+
+
 def test_make_data_reads_the_file(tmp_path, teacher_file):
     """A 4096-wide tiny umT5 (Wan's context width) encodes two prompts; make_data's loader reads them back and
     make_data generates a shard from them with the small teacher."""
@@ -131,6 +141,8 @@ BAD_INPUT = {  # case: (how to make it, words the one-line error must hold)
     "fp8 scaled for transformers": (lambda t, u: ["--text-encoder", _fp8_scaled_file(u.model, t)],
                                     "use --encoder comfyui"),
     "tokenizer not a folder": (lambda t, u: ["--tokenizer", str(u.weights)], "is not a folder"),
+    "tokenizer folder without one": (lambda t, u: ["--tokenizer", str(t)], "holds neither tokenizer_config.json"),
+    "model folder without config": (lambda t, u: ["--text-encoder", str(t)], "is a folder without config.json"),
     "tiny umT5 for ComfyUI": (lambda t, u: ["--encoder", "comfyui", "--comfyui", str(t)],
                               "ComfyUI's Wan loader takes umT5-XXL only"),
     "dtype for ComfyUI": (lambda t, u: ["--encoder", "comfyui", "--dtype", "fp16"], "--dtype applies to"),
