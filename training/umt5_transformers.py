@@ -76,9 +76,10 @@ def _from_file(path: Path, shape: UMT5Shape, dtype: torch.dtype) -> nn.Module:
                                      d_ff=shape.ffn, num_layers=shape.layers, num_heads=shape.heads,
                                      relative_attention_num_buckets=shape.buckets, feed_forward_proj="gated-gelu",
                                      is_encoder_decoder=False)
-    tensors, _ = read_safetensors(path)
-    tensors.pop(TOKENIZER_KEY, None)
-    state = {k: v.to(dtype) for k, v in tensors.items()}
+    state, _ = read_safetensors(path)
+    state.pop(TOKENIZER_KEY, None)
+    for key in state:  # one tensor at a time, so the file's dtype and the model's are never both held whole
+        state[key] = state[key].to(dtype)
     state.setdefault("shared.weight", state.get("encoder.embed_tokens.weight"))
     state.setdefault("encoder.embed_tokens.weight", state["shared.weight"])  # tied in umT5
     with torch.device("meta"):  # no memory for weights about to be replaced
