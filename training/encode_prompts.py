@@ -87,7 +87,7 @@ def fit_tokens(tokens: list) -> tuple[list, bool]:
 
 
 def _progress_bar(total: int, enabled: bool):
-    """A tqdm bar over prompts when tqdm is installed and the run is long enough to want one."""
+    """A tqdm bar over prompts when it is wanted and tqdm is installed (else None: no bar)."""
     if not enabled or importlib.util.find_spec("tqdm") is None:
         return None
     from tqdm import tqdm
@@ -118,7 +118,7 @@ def encode_prompts(encoder: PromptEncoder, prompts: Sequence[str], batch: int = 
 
 
 def warn_cut(prompts: Sequence[str], cut: Sequence[int]) -> None:
-    """One warning line for every prompt that was cut to 512 tokens."""
+    """One warning line, on stderr, for all the prompts that were cut to 512 tokens."""
     if cut:
         first = prompts[cut[0]]
         print(f"warning: {len(cut)} of {len(prompts)} prompts are longer than {UMT5_TOKENS} tokens and were cut to "
