@@ -34,11 +34,26 @@ def page(report: dict, image: str | None) -> str:
             "(No plot: matplotlib is not installed; the intervals are in the table and the JSON.)\n")
     return (f"# Toy ablation\n\n"
             f"`python -m comfyui_tmd.training.toy_ablation {setting['command']}`\n\n"
-            f"Every row is trained from the same teacher (sha256 {setting['teacher_sha256']}…) with the toy plan's "
-            f"iterations × {setting['budget_scale']:g} on {setting['train_clips']} real clips, and measured on "
-            f"{setting['clips']} clips ({setting['prompts']} prompts × {setting['clips'] // setting['prompts']} seeds) "
-            f"by the toy quality benchmark's detector and metrics. Rows that agree on a stage share its run.\n\n"
-            f"{markdown(report['results'])}\n{plot}\n## Training runs\n\n{runs_table(report['runs'])}")
+            f"Every trained row starts from the same teacher (sha256 {setting['teacher_sha256']}…) and trains each "
+            f"stage for the toy plan's iterations × {setting['budget_scale']:g} on {setting['train_clips']} real "
+            f"clips; every row is measured on {setting['clips']} clips ({setting['prompts']} prompts × "
+            f"{setting['clips'] // setting['prompts']} seeds) by the toy quality benchmark's detector and metrics, "
+            f"rates with 95 % Wilson intervals. Rows that agree on a stage share its run.\n\n"
+            f"{markdown(report['results'])}\n{plot}\n## What each row changes\n\n{rows_table(setting['rows'])}\n"
+            f"## Training runs\n\n{runs_table(report['runs'])}")
+
+
+def rows_table(rows: list[dict]) -> str:
+    """Each row's changes from the toy TMD student (training/configs/toy.yaml), as the JSON's `setting.rows`."""
+    lines = ["| row | kind | changes |", "|---|---|---|"]
+    for row in rows:
+        changes = [f"`{key}: {value}`" for key, value in row["overrides"]]
+        if not row["stage1"]:
+            changes.append("no stage 1: stage 2 starts from the teacher with a fresh flow head")
+        if row["kind"] == "teacher":
+            changes.append(f"{row['steps']} Euler step{'s' * (row['steps'] > 1)} with CFG, no training")
+        lines.append(f"| {row['name']} | {row['kind']} | {'; '.join(changes) or 'none (the toy default)'} |")
+    return "\n".join(lines) + "\n"
 
 
 def plot_adherence(results: list[dict], path: Path) -> bool:

@@ -102,10 +102,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.clips % args.prompts or args.clips // args.prompts < 2:
         raise TrainingConfigError(f"--clips {args.clips} must be a multiple of --prompts {args.prompts} with at least "
                                   "2 seeds a prompt (the mode-collapse index compares clips in pairs).")
-    for name in ("train_clips", "stop_after"):
-        value = getattr(args, name)
-        if value is not None and value < (1 if name == "train_clips" else 0):
-            raise TrainingConfigError(f"--{name.replace('_', '-')} {value} is too small.")
+    if args.train_clips < 1:
+        raise TrainingConfigError(f"--train-clips {args.train_clips} must be at least 1.")
+    if args.stop_after is not None and args.stop_after < 0:
+        raise TrainingConfigError(f"--stop-after {args.stop_after} must be at least 0 (training runs this session).")
     check_output([args.out / f"{OUT_STEM}{suffix}" for suffix in SUFFIXES], args.force)
     if args.docs:
         check_output([DOCS / f"{DOCS_STEM}{suffix}" for suffix in SUFFIXES], args.force, published=DOCS)
