@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 
 from ..tmd_core.wan_config import UMT5_TOKENS
+from .comfyui_checkout import import_comfyui
 from .errors import PromptEncodingError
 from .umt5_files import read_umt5_shape
 
@@ -33,7 +34,6 @@ class ComfyUIUMT5:
     """ComfyUI's umT5-XXL from a umt5_xxl_*.safetensors file; `width` is 4096."""
 
     def __init__(self, path: str | os.PathLike, comfyui: str | os.PathLike, device: str = "cpu"):
-        from ..benchmarks.comfy_overhead import check_comfyui, import_comfyui
         path = Path(path)
         shape = read_umt5_shape(path)
         if (shape.width, shape.layers) != (XXL_WIDTH, XXL_LAYERS):
@@ -44,7 +44,6 @@ class ComfyUIUMT5:
             raise PromptEncodingError(f"{path.name} carries no tokenizer (spiece_model), which ComfyUI's Wan loader "
                                       "reads from the file; use ComfyUI's umt5_xxl_*.safetensors, or "
                                       "--encoder transformers with --tokenizer.")
-        check_comfyui(str(comfyui))
         comfy = import_comfyui(str(comfyui), "cpu" if device == "cpu" else "cuda")
         config = {"d_ff": shape.ffn, "num_heads": shape.heads, "d_kv": shape.head_dim, "vocab_size": shape.vocab,
                   "relative_attention_num_buckets": shape.buckets}
