@@ -4,7 +4,7 @@
 An arithmetic model, not a measurement (parameter counts are exact, from the modules built on the meta
 device). Per GPU, with the global batch split evenly (no gradient accumulation):
 - trainable roles: fp32 master weights + fp32 gradients + AdamW's two fp32 moments = 16 bytes/parameter;
-- the frozen teacher: bf16, 2 bytes/parameter;
+- the frozen teacher: bf16, 2 bytes/parameter (4 with run.precision fp32, as activations);
   both divided by the number of GPUs under FSDP2, whole on every GPU under DDP;
 - activations with every Wan block checkpointed, bf16: each grad-carrying block pass keeps its input
   (tokens·dim), plus one block's recompute working set (~10·tokens·dim + 2·tokens·ffn); stage 2 also keeps
@@ -32,8 +32,7 @@ from .discriminator import Discriminator, default_disc_blocks
 
 GIB = 1024 ** 3
 TRAINABLE_BYTES = 16  # fp32 weight + fp32 grad + AdamW exp_avg + exp_avg_sq
-FROZEN_BYTES = 2  # bf16 teacher
-ACTIVATION_BYTES = 2  # bf16 activations
+COMPUTE_BYTES = {"bf16": 2, "fp32": 4}  # activations and the frozen teacher, by run.precision
 DISC_MAPS_PER_HEAD = 18  # full-resolution maps a Conv3DHead keeps for backward (k = 1 branch 6, others 3 each)
 
 
@@ -54,17 +53,20 @@ def parameter_counts(wan: WanConfig, head_blocks: int, fusion: str, disc_feature
         return ParameterCounts(_numel(WanDiT(wan)), _numel(extras), _numel(Discriminator(wan.dim, disc_features)))
 
 
-def estimate_memory(config: TrainConfig, stage: str, world: int, strategy: str) -> dict[str, float]:
-    """GiB per GPU: {"weights", "optimizer", "activations", "total"} for `world` GPUs under "ddp" or "fsdp"."""
-    m, wan = config.model, NAMED_CONFIGS[config.model.wan]
+def estimate_memory(config: TrainConfig, stage: str, world: int, strategy: str,
+                    wan: WanConfig | None = None) -> dict[str, float]:
+    """GiB per GPU: {"weights", "optimizer", "activations", "total"} for `world` GPUs under "ddp" or "fsdp".
+    `wan` is the architecture when the config names none (a teacher file's own size)."""
+    m, wan = config.model, wan or NAMED_CONFIGS[config.model.wan]
+    compute_bytes = COMPUTE_BYTES[config.run.precision]
     blocks = config.stage2.disc_blocks or default_disc_blocks(wan.num_layers)
     counts = parameter_counts(wan, m.head_blocks, m.fusion, len(blocks))
     c, t, h, w = config.data.latent_shape
     tokens = t * (h // 2) * (w // 2)
     per_sample = max(1, config.data.batch_size // world)
-    block_input = tokens * wan.dim * ACTIVATION_BYTES
-    working_set = (10 * tokens * wan.dim + 2 * tokens * wan.ffn_dim) * ACTIVATION_BYTES
-    disc_maps = len(blocks) * DISC_MAPS_PER_HEAD * (wan.dim // 4) * t * h * w * ACTIVATION_BYTES
+    block_input = tokens * wan.dim * compute_bytes
+    working_set = (10 * tokens * wan.dim + 2 * tokens * wan.ffn_dim) * compute_bytes
+    disc_maps = len(blocks) * DISC_MAPS_PER_HEAD * (wan.dim // 4) * t * h * w * compute_bytes
     if stage == "1":
         trainable, frozen, passes, extra = counts.wan + counts.extras, 0, wan.num_layers, 0
     elif stage == "fm":
@@ -76,7 +78,7 @@ def estimate_memory(config: TrainConfig, stage: str, world: int, strategy: str) 
         passes = max(generator + max(blocks) + 1, wan.num_layers)
         extra = 2 * disc_maps  # the critic step runs the discriminator on fake and real samples
     shard = world if strategy == "fsdp" else 1
-    weights = (trainable * 4 + frozen * FROZEN_BYTES) / shard
+    weights = (trainable * 4 + frozen * compute_bytes) / shard
     optimizer = trainable * (TRAINABLE_BYTES - 4) / shard
     activations = per_sample * (passes * block_input + extra) + working_set * per_sample
     return {"weights": weights / GIB, "optimizer": optimizer / GIB, "activations": activations / GIB,

@@ -38,14 +38,26 @@ class StorageMeter(TorchDispatchMode):
         self.live_bytes = 0
         self.peak_bytes = 0
         self._sizes: dict[int, int] = {}  # id(storage) -> bytes counted for it
+        self._aliasing: dict[object, bool] = {}  # op -> whether a result may alias an argument
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        inputs = {id(s) for s in _storages((args, kwargs))}
-        for storage in _storages(out):
-            if id(storage) not in inputs or id(storage) in self._sizes:  # a view or in-place result of an
-                self._count(storage)  # older tensor is not new memory; a tracked one may have been resized
+        if self._returns_views(func):  # a view or in-place result of an older tensor is not new memory, but a
+            inputs = {id(s) for s in _storages((args, kwargs))}  # tracked one may have been resized (out=)
+            for storage in _storages(out):
+                if id(storage) not in inputs or id(storage) in self._sizes:
+                    self._count(storage)
+        else:
+            for storage in _storages(out):
+                self._count(storage)
         return out
+
+    def _returns_views(self, func) -> bool:
+        """Whether the op's schema lets a result alias an argument (views, in-place and out= ops)."""
+        aliases = self._aliasing.get(func)
+        if aliases is None:
+            aliases = self._aliasing[func] = any(r.alias_info is not None for r in func._schema.returns)
+        return aliases
 
     def _count(self, storage: torch.UntypedStorage) -> None:
         key, size = id(storage), storage.nbytes()
