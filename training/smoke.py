@@ -37,6 +37,7 @@ import torch
 from ..benchmarks.flops import wan_forward
 from ..tmd_core.checkpoint import load_student
 from ..tmd_core.command_line import argument_parser, run_command
+from ..tmd_core.errors import NonFiniteError
 from ..tmd_core.safe_files import read_safetensors
 from ..tmd_core.sampler import generate_tmd
 from ..tmd_core.wan_config import NAMED_CONFIGS, WanConfig
@@ -85,7 +86,7 @@ def check_budget(config: TrainConfig, stage: str, gpus: int, gpu_gib: float) -> 
     per_gpu = max(1, config.data.batch_size // gpus)
     if estimate["total"] + RESERVE_GIB > gpu_gib:
         raise TrainingConfigError(
-            f"stage {stage} needs ~{estimate['total']:.0f} GiB per GPU at {per_gpu} samples per GPU on {gpus} GPUs "
+            f"stage {stage} needs ~{estimate['total']:.3g} GiB per GPU at {per_gpu} samples per GPU on {gpus} GPUs "
             f"with {STRATEGY_NAMES[strategy]}; it does not fit {gpu_gib:g} GiB (keeping {RESERVE_GIB:g} GiB for the "
             f"CUDA context): use more GPUs, --set run.distributed=fsdp, or larger GPUs.")
     return estimate
@@ -112,23 +113,26 @@ def prompt_contexts(path: Path | None, count: int, text_len: int) -> tuple[torch
     return context, tensors["negative_context"], f"the first {count} prompts of {path}"
 
 
-def measure_data(teacher_path: Path, config: TrainConfig, latent, batch: int, steps: int, prompts: Path | None,
-                 folder: Path) -> tuple[Row, WanConfig, int, str]:
-    """Teacher samples as training shards; (row, the teacher's architecture, the shards' text length, where the
-    prompts came from)."""
+def compute_dtype(config: TrainConfig) -> torch.dtype:
+    """The weight dtype of the frozen teacher and of sampling: bf16 only on CUDA with precision bf16."""
+    return torch.bfloat16 if training_device().type == "cuda" and config.run.precision == "bf16" else torch.float32
+
+
+def measure_data(teacher_path: Path, config: TrainConfig, latent, context: torch.Tensor, negative: torch.Tensor,
+                 steps: int, folder: Path) -> tuple[Row, WanConfig, int]:
+    """Teacher samples of every context as one training shard; (row, the teacher's architecture, the shard's
+    text length: the contexts padded as the teacher pads them)."""
     device = training_device()
-    dtype = torch.bfloat16 if device.type == "cuda" and config.run.precision == "bf16" else torch.float32
-    context, negative, source = prompt_contexts(prompts, batch, config.data.text_len)
     with memory_meter(device) as meter:
-        teacher = load_wan(teacher_path, dtype=dtype, device=str(device), expect=NAMED_CONFIGS.get(config.model.wan))
+        teacher = load_wan(teacher_path, dtype=compute_dtype(config), device=str(device),
+                           expect=NAMED_CONFIGS.get(config.model.wan))
         start = time.perf_counter()
         with torch.no_grad():
-            generate_shards(teacher, context, negative, folder, latent, steps=steps, per_shard=batch)
+            generate_shards(teacher, context, negative, folder, latent, steps=steps, per_shard=context.shape[0])
         synchronize(device)
-        seconds = (time.perf_counter() - start) / batch
-    text_len = pad_context(context, teacher.text_len).shape[1]
+        seconds = (time.perf_counter() - start) / context.shape[0]
     row = Row("data", "teacher (frozen)", meter.peak_bytes / GIB, seconds, f"sample of {steps} CFG steps")
-    return row, teacher.config, text_len, source
+    return row, teacher.config, pad_context(context, teacher.text_len).shape[1]
 
 
 def smoke_config(config: TrainConfig, teacher: Path, shards: Path, latent, batch: int, text_len: int,
@@ -168,13 +172,12 @@ def project(row: Row, measured: StageMeasurement, small: TrainConfig, config: Tr
 
 def measure_sample(export: Path, config: TrainConfig, context: torch.Tensor, latent) -> tuple[Row, bool]:
     """A TMD sample of the export through the core; (row, whether every value is finite)."""
-    device = training_device()
-    dtype = torch.bfloat16 if device.type == "cuda" and config.run.precision == "bf16" else torch.float32
+    device, dtype = training_device(), compute_dtype(config)
     m = config.model
     with memory_meter(device) as meter:
         student, meta = load_student(export / STUDENT_FILE, export / HEAD_FILE, dtype=dtype, device=str(device))
         start = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad():  # generate_tmd itself stops with NonFiniteError at the first non-finite step
             x = generate_tmd(student.eval(), context[:1].to(device, dtype), (1, *latent), seed=0,
                              outer_steps=meta.outer_steps, inner_steps=meta.inner_steps,
                              outer_gamma=meta.outer_gamma, inner_gamma=meta.inner_gamma, disable=True,
@@ -194,9 +197,10 @@ def run_smoke(args) -> dict:
     budgets = {stage: check_budget(config, stage, args.gpus, args.gpu_gib) for stage in TRAINED_STAGES}
     with contextlib.ExitStack() as stack:
         out = args.out or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tmd-smoke-")))
-        data_row, wan, text_len, source = measure_data(args.teacher, config, latent, args.batch, args.data_steps,
-                                                  args.prompts, out / "data")
+        context, negative, source = prompt_contexts(args.prompts, args.batch, config.data.text_len)
         print(f"prompts: {source}")
+        data_row, wan, text_len = measure_data(args.teacher, config, latent, context, negative, args.data_steps,
+                                               out / "data")
         rows, export, finite = [data_row], None, False
         for stage in TRAINED_STAGES:
             # stage 2 runs to its second student step, so both step kinds are timed and every moment exists
@@ -210,7 +214,6 @@ def run_smoke(args) -> dict:
                       measured.seconds_per_iteration(every), "iteration")
             rows.append(project(row, measured, small, config, wan, args.gpus,
                                 configured_iterations(args.config, config, stage)))
-        context, _, _ = prompt_contexts(args.prompts, args.batch, text_len)
         sample_row, finite = measure_sample(export, config, context, latent)
         rows.append(sample_row)
     result = {"config": str(args.config), "teacher": str(args.teacher), "device": str(training_device()),
@@ -220,9 +223,8 @@ def run_smoke(args) -> dict:
               "estimates_gib": {stage: budgets[stage]["total"] for stage in TRAINED_STAGES},
               "export_finite": finite, "rows": [dataclasses.asdict(r) for r in rows]}
     if not finite:
-        raise TrainingConfigError("the exported student's sample has NaN or inf values.")
+        raise NonFiniteError("the exported student's sample has NaN or inf values.")
     return result
-
 
 
 def format_table(result: dict) -> str:

@@ -72,5 +72,8 @@ def measure_stage(config: TrainConfig, stage: str, out: Path, iterations: int) -
             return values
 
         algo.step = timed_step  # an instance attribute: the trainer calls it in place of the class's step
-        measured.export = trainer.run(until=iterations)
+        try:
+            measured.export = trainer.run(until=iterations)
+        finally:
+            del algo.step  # breaks the cycle algo -> timed_step -> algo, so the roles' memory goes with the trainer
     return measured
