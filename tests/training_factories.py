@@ -1,11 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0
 """Sizes and helpers shared by the training tests (tests/training/)."""
+import socket
+from pathlib import Path
+
 import torch
 
 from comfyui_tmd.training.shards import write_shard
 
 SHARD_LATENT = (16, 3, 4, 6)  # [C, T, H, W] -> 18 tokens
 TEXT_LEN = 7
+TORCHRUN_WORKER = Path(__file__).parent / "training" / "torchrun_worker.py"  # trains under torchrun, reports ranks
 
 
 def random_shard(path, n=4, seed=0, latent=SHARD_LATENT, text_len=TEXT_LEN):
@@ -13,3 +17,10 @@ def random_shard(path, n=4, seed=0, latent=SHARD_LATENT, text_len=TEXT_LEN):
     g = torch.Generator().manual_seed(seed)
     return write_shard(path, torch.randn(n, *latent, generator=g), torch.randn(n, text_len, 4096, generator=g),
                        torch.randn(1, text_len, 4096, generator=g))
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on, for torchrun's rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -44,6 +44,9 @@ class ModelConfig:
 class DataConfig:
     shards: list[str] = dataclasses.field(default_factory=list)  # shard files or globs (training/shards.py)
     batch_size: int = 64  # global batch over all processes (paper: 64)
+    # gradient accumulation: rows per forward/backward within each process's share of the batch, one optimiser
+    # step per batch whatever it is (training/algorithm.py); null = the whole share at once
+    micro_batch: int | None = None
     # [C, T, H, W]; 480p 81 frames
     latent_shape: list[int] = dataclasses.field(default_factory=lambda: [16, 21, 60, 104])
     text_len: int = 512  # umT5 tokens per prompt (Wan pads to 512)
@@ -137,8 +140,10 @@ class TrainConfig:
                 "kd": self.kd}[stage].optim
 
     def fingerprint(self, stage: str) -> str:
-        """Hash of everything a resumed run must share with the run it continues (not the run length or logging)."""
+        """Hash of everything a resumed run must share with the run it continues (not the run length or logging,
+        nor the micro-batch: accumulation leaves the step unchanged, so a run may resume on other GPUs)."""
         frozen = {k: v for k, v in self.to_dict().items() if k != "run"}
+        del frozen["data"]["micro_batch"]
         frozen["seed"], frozen["stage"] = self.run.seed, stage
         return hashlib.sha256(json.dumps(frozen, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -153,6 +158,8 @@ def check(config: TrainConfig) -> None:
     positive = {"data.batch_size": config.data.batch_size, "run.iterations": r.iterations,
                 "run.checkpoint_every": r.checkpoint_every, "run.log_every": r.log_every,
                 "run.keep_checkpoints": r.keep_checkpoints, "stage2.student_update_every": s2.student_update_every}
+    if config.data.micro_batch is not None:
+        positive["data.micro_batch"] = config.data.micro_batch
     for name, value in positive.items():
         if value < 1:
             raise TrainingConfigError(f"{name} must be at least 1, got {value}.")

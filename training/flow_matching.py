@@ -29,18 +29,26 @@ class FlowMatching(Algorithm):
         self.add_role("model", initial_wan_student(config.model, initial), self.optim.lr)
         self.finish_setup()
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batch on the device and the step's draws per sample: t, noise, condition dropout, in this order."""
         cfg = self.config.flow_matching
-        x, context, negative = (batch[k].to(self.env.device) for k in ("latents", "context", "negative_context"))
+        x = batch["latents"].to(self.env.device)
         t = shifted_uniform(x.shape[0], cfg.t_gamma, self.rng)
         noise = self.randn_like(x)
         dropped = torch.rand(x.shape[0], generator=self.rng, device=x.device) < cfg.cond_dropout
-        context = torch.where(dropped[:, None, None], negative, context)
+        return {"x": x, "context": batch["context"].to(self.env.device),
+                "negative": batch["negative_context"].to(self.env.device), "t": t, "noise": noise, "dropped": dropped}
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.loss_of(self.inputs(batch))
+
+    def loss_of(self, rows: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """MSE over drawn rows (a batch or a micro-batch of `inputs`)."""
+        x, t, noise = rows["x"], rows["t"], rows["noise"]
+        context = torch.where(rows["dropped"][:, None, None], rows["negative"], rows["context"])
         v = self.call("model", wan_velocity, noised(x, noise, t), t, context)
         loss = F.mse_loss(v.float(), (noise - x).float())
         return loss, {"loss": loss.item()}
 
     def step(self, batch: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
-        loss, logs = self.loss(batch)
-        self.optimize(loss, "model")
-        return logs
+        return self.accumulate(self.loss_of, self.inputs(batch), "model")

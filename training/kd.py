@@ -41,10 +41,18 @@ class KDWarmup(Algorithm):
         del teacher  # the pairs were made beforehand
         self.finish_setup()
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batch's pairs on the device (the KD warm-up draws nothing: its noise comes with the data)."""
         if "noise" not in batch:
             raise TrainingConfigError("the KD warm-up needs noise–data pairs; make its shards with make_data --pairs.")
-        x, noise, context = (batch[k].to(self.env.device) for k in ("latents", "noise", "context"))
+        return {k: batch[k].to(self.env.device) for k in ("latents", "noise", "context")}
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.loss_of(self.inputs(batch))
+
+    def loss_of(self, rows: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """MSE of the one-step samples of `rows` (a batch or a micro-batch) against the teacher's latents."""
+        x, noise, context = rows["latents"], rows["noise"], rows["context"]
         t = torch.full((x.shape[0],), GRID_TOP, dtype=torch.float64, device=x.device)
         x_t = student_inputs(x, noise, t)  # 0.999·noise [B, C, T, H, W]
         x_hat = x0_from_velocity(x_t, t, self.call("student", wan_velocity, x_t, t, context).float())
@@ -52,6 +60,4 @@ class KDWarmup(Algorithm):
         return loss, {"loss": loss.item()}
 
     def step(self, batch: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
-        loss, logs = self.loss(batch)
-        self.optimize(loss, "student")
-        return logs
+        return self.accumulate(self.loss_of, self.inputs(batch), "student")

@@ -51,13 +51,18 @@ def total_derivative(u_fn: AverageVelocity, y_s: torch.Tensor, v: torch.Tensor, 
 
 @torch.no_grad()
 def meanflow_target(u_fn: AverageVelocity, y_s: torch.Tensor, v: torch.Tensor, s: torch.Tensor, r: torch.Tensor,
-                    delta: float) -> torch.Tensor:
-    """û = v − (s − r)·du/ds, [B, ...] float64. Rows with r = s are plain flow matching (û = v, no evaluation)."""
+                    delta: float, always_evaluate: bool = False) -> torch.Tensor:
+    """û = v − (s − r)·du/ds, [B, ...] float64. Rows with r = s are plain flow matching (û = v, no evaluation).
+
+    With `always_evaluate`, a batch without such rows still calls u_fn, on its first row and to no effect, so
+    processes that must run the same forwards (FSDP2) stay in step."""
     target = v.double().clone()
     rows = torch.nonzero(r < s).flatten()
     if len(rows):
         du_ds = total_derivative(u_fn, y_s, v, s, r, delta, rows)
         target[rows] -= broadcast(s[rows] - r[rows], du_ds) * du_ds
+    elif always_evaluate:
+        total_derivative(u_fn, y_s, v, s, r, delta, rows.new_zeros(1))
     return target
 
 

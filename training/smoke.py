@@ -7,8 +7,9 @@ teacher at a small latent, with each stage's peak memory and speed measured and 
          --json smoke.json --set run.distributed=fsdp]
 
 First it asks training/memory.py whether stages 1 and 2 of the configured run fit `--gpu-gib` per GPU on
-`--gpus` GPUs, and stops in one sentence when one does not. Then, in `--out` (or a temporary folder):
-teacher data (make_data's generator, a few Euler steps, on `--prompts` or random Wan-shaped contexts),
+`--gpus` GPUs at the configured micro-batch (data.micro_batch, else each process's whole share), and stops in
+one sentence when one does not, naming the micro-batch that would fit if there is one. Then, in `--out` (or a
+temporary folder): teacher data (make_data's generator, a few Euler steps, on `--prompts` or random Wan-shaped contexts),
 stage 1, stage 2 from the stage-1 export, the export, and a TMD sample of it through the core
 (`load_student` + `generate_tmd`), which must be finite. Measured per stage: peak memory above the
 stage's start (CUDA: the allocator's peak; CPU: `peak_memory.StorageMeter`) and seconds per iteration
@@ -17,9 +18,9 @@ stage's start (CUDA: the allocator's peak; CPU: `peak_memory.StorageMeter`) and 
 Projections (arithmetic, not measurements):
 - memory: memory.py's weights + optimiser for the configured GPUs and strategy, plus the measured
   activations (peak − what stays live after a step) scaled by memory.py's activation model from the smoke's
-  latent and batch to the configured latent and per-GPU batch;
-- wall time: s/it × (dense FLOPs of a Wan forward at the configured tokens × per-GPU batch) / (the same at
-  the smoke's), × the configured iterations (the config's `plan`, else run.iterations). The FLOPs
+  latent and batch to the configured latent and micro-batch;
+- wall time: s/it × (dense FLOPs of a Wan forward at the configured tokens × each GPU's share of the batch) /
+  (the same at the smoke's), × the configured iterations (the config's `plan`, else run.iterations). The FLOPs
   (benchmarks/flops.py) are linear in tokens for the projections and FFN and quadratic for self-attention.
   Communication, data loading and checkpoints are not in it; only a smoke run on the target GPU model gives a
   meaningful figure.
@@ -46,7 +47,7 @@ from ..tmd_core.wan_model import pad_context
 from .config import PLAN_KEY, TrainConfig, load_config, read_yaml
 from .errors import ShardError, TrainingConfigError
 from .make_data import generate_shards
-from .memory import GIB, estimate_memory
+from .memory import GIB, choose_micro_batch, estimate_memory, local_batch
 from .memory_check import write_json
 from .models import HEAD_FILE, STUDENT_FILE
 from .peak_memory import memory_meter
@@ -79,16 +80,24 @@ def parse_latent(text: str) -> tuple[int, int, int, int]:
     return latent
 
 
+def configured_micro_batch(config: TrainConfig, gpus: int) -> int:
+    """Samples each process runs at a time in the configured run (data.micro_batch, else its whole share)."""
+    return config.data.micro_batch or local_batch(config, gpus)
+
+
 def check_budget(config: TrainConfig, stage: str, gpus: int, gpu_gib: float) -> dict[str, float]:
-    """memory.py's estimate of `stage` of the configured run; one sentence when it does not fit `gpu_gib`."""
-    strategy = config.run.distributed
-    estimate = estimate_memory(config, stage, gpus, strategy)
-    per_gpu = max(1, config.data.batch_size // gpus)
+    """memory.py's estimate of `stage` of the configured run at its micro-batch; one sentence when it does not fit
+    `gpu_gib`, naming the micro-batch that would."""
+    strategy, micro_batch = config.run.distributed, configured_micro_batch(config, gpus)
+    estimate = estimate_memory(config, stage, gpus, strategy, micro_batch)
     if estimate["total"] + RESERVE_GIB > gpu_gib:
+        fitting = choose_micro_batch(config, stage, gpus, strategy, gpu_gib, RESERVE_GIB)
+        advice = (f"--set data.micro_batch={fitting} fits" if fitting else
+                  "use more GPUs, FSDP2 (--set run.distributed=fsdp) or larger GPUs")
         raise TrainingConfigError(
-            f"stage {stage} needs ~{estimate['total']:.3g} GiB per GPU at {per_gpu} samples per GPU on {gpus} GPUs "
+            f"stage {stage} needs ~{estimate['total']:.3g} GiB per GPU at micro-batch {micro_batch} on {gpus} GPUs "
             f"with {STRATEGY_NAMES[strategy]}; it does not fit {gpu_gib:g} GiB (keeping {RESERVE_GIB:g} GiB for the "
-            f"CUDA context): use more GPUs, --set run.distributed=fsdp, or larger GPUs.")
+            f"CUDA context): {advice}.")
     return estimate
 
 
@@ -144,7 +153,7 @@ def smoke_config(config: TrainConfig, teacher: Path, shards: Path, latent, batch
         model=dataclasses.replace(config.model, teacher=str(teacher),
                                   init_student=str(init_student) if init_student else None),
         data=dataclasses.replace(config.data, shards=[str(shards / "*.safetensors")], batch_size=batch,
-                                 latent_shape=list(latent), text_len=text_len),
+                                 micro_batch=None, latent_shape=list(latent), text_len=text_len),
         run=dataclasses.replace(config.run, iterations=iterations, checkpoint_every=iterations, keep_checkpoints=1,
                                 log_every=1, precision=precision))
 
@@ -158,13 +167,12 @@ def project(row: Row, measured: StageMeasurement, small: TrainConfig, config: Tr
             gpus: int, iterations: int) -> Row:
     """Row with the projected memory per GPU and wall time of the configured stage (see the module docstring)."""
     strategy = config.run.distributed
-    target = estimate_memory(config, measured.stage, gpus, strategy)
+    target = estimate_memory(config, measured.stage, gpus, strategy, configured_micro_batch(config, gpus))
     smoke = estimate_memory(small, measured.stage, 1, "ddp", wan=wan)
     activations = max(0, measured.peak_bytes - measured.state_bytes) / GIB
     row.projected_gib = target["weights"] + target["optimizer"] + activations * target["activations"] / \
         smoke["activations"]
-    per_gpu = max(1, config.data.batch_size // gpus)
-    work = per_gpu * forward_flops(wan, config.data.latent_shape, config.data.text_len)
+    work = local_batch(config, gpus) * forward_flops(wan, config.data.latent_shape, config.data.text_len)
     smoke_work = small.data.batch_size * forward_flops(wan, small.data.latent_shape, small.data.text_len)
     row.projected_hours = row.seconds_per_iteration * work / smoke_work * iterations / 3600
     return row

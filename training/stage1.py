@@ -66,27 +66,41 @@ class TMMeanFlow(Algorithm):
         self.outer_grid = tmd_grid(m.outer_steps, m.outer_gamma)
         self.inner_grid = tmd_grid(m.inner_steps, m.inner_gamma)
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """The TM-MF loss of one batch (graph attached) and its log values."""
+    def inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batch on the device and every random draw of a step, per sample [B, ...], in the documented order."""
         cfg = self.config.stage1
-        x, context, negative = (batch[k].to(self.env.device) for k in ("latents", "context", "negative_context"))
+        x = batch["latents"].to(self.env.device)
         b = x.shape[0]
         t = outer_times(b, self.outer_grid, self.rng)
         x1, y1 = self.randn_like(x), self.randn_like(x)
         s, r = stage1_inner_times(b, self.inner_grid, cfg.s_gamma, cfg.r_equals_s_prob, self.rng)
         dropped = torch.rand(b, generator=self.rng, device=x.device) < cfg.cond_dropout
-        context = torch.where(dropped[:, None, None], negative, context)
+        return {"x": x, "context": batch["context"].to(self.env.device),
+                "negative": batch["negative_context"].to(self.env.device),
+                "t": t, "x1": x1, "y1": y1, "s": s, "r": r, "dropped": dropped}
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The TM-MF loss of one whole batch (graph attached) and its log values."""
+        return self.loss_of(self.inputs(batch))
+
+    def loss_of(self, rows: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The TM-MF loss of drawn rows (a batch or a micro-batch of `inputs`), a mean over the rows."""
+        cfg = self.config.stage1
+        x, negative, t, x1, y1, s, r = (rows[k] for k in ("x", "negative", "t", "x1", "y1", "s", "r"))
+        dropped = rows["dropped"]
+        context = torch.where(dropped[:, None, None], negative, rows["context"])
         x_t, y = noised(x, x1, t), x1 - x
         y_s, v = noised(y, y1, s), y1 - y
 
         kept = torch.nonzero(~dropped).flatten()
         v_target = v.clone()
         form = self.config.model.inner_form
-        if len(kept) and cfg.cfg_scale != 1.0:
+        if cfg.cfg_scale != 1.0 and (len(kept) or self.lockstep):
+            rows_in = kept if len(kept) else kept.new_zeros(1)  # a stand-in row keeps FSDP2's processes in step
             with torch.no_grad():
-                u_neg, _ = self.call("student", _student_u, x_t[kept], t[kept], negative[kept], y_s[kept], s[kept],
-                                     s[kept], y1[kept], form)
-            v_target[kept] = guided(v[kept], u_neg.to(v.dtype), cfg.cfg_scale)
+                u_neg, _ = self.call("student", _student_u, x_t[rows_in], t[rows_in], negative[rows_in],
+                                     y_s[rows_in], s[rows_in], s[rows_in], y1[rows_in], form)
+            v_target[kept] = guided(v[kept], u_neg[:len(kept)].to(v.dtype), cfg.cfg_scale)
 
         u, features = self.call("student", _student_u, x_t, t, context, y_s, s, r, y1, form)
         error = u.float() - self.target(features, y_s, v_target, s, r, y1).float()
@@ -105,9 +119,7 @@ class TMMeanFlow(Algorithm):
             return self.call_fp32("student", _average_velocity, _rows_fp32(features, rows), y_eval.float(), s_eval,
                                   r[rows], y1[rows].float(), form)
 
-        return meanflow_target(u_fn, y_s, v_target, s, r, self.config.stage1.fd_delta)
+        return meanflow_target(u_fn, y_s, v_target, s, r, self.config.stage1.fd_delta, self.lockstep)
 
     def step(self, batch: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
-        loss, logs = self.loss(batch)
-        self.optimize(loss, "student")
-        return logs
+        return self.accumulate(self.loss_of, self.inputs(batch), "student")

@@ -77,26 +77,44 @@ class DMD2V(Algorithm):
     def initial_student(self, teacher):
         return initial_wan_student(self.config.model, teacher)
 
-    def generate(self, x_t: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """The student's sample x̂ from x_t (graph attached when autograd is on)."""
-        return x0_from_velocity(x_t, t, self.call("student", wan_velocity, x_t, t, context).float())
+    def generator_noise(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Noise of the student's generator beyond x1, drawn per sample (the plain Wan student needs none)."""
+        return {}
 
-    def _sample(self, batch: dict[str, torch.Tensor], grad: bool):
-        """(x, context, negative, x̂, DMD time t, DMD noise ε): the student's sample of a batch and its noising."""
-        x, context, negative = (batch[k].to(self.env.device) for k in ("latents", "context", "negative_context"))
-        t_i = outer_times(x.shape[0], self.outer_grid, self.rng)
-        x1 = self.randn_like(x)
+    def generate(self, x_t: torch.Tensor, rows: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The student's sample x̂ from x_t at the rows' outer times (graph attached when autograd is on)."""
+        t_i = rows["t_i"]
+        return x0_from_velocity(x_t, t_i, self.call("student", wan_velocity, x_t, t_i, rows["context"]).float())
+
+    def inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batch on the device and every draw of a step per sample [B, ...], in this order: outer time t_i,
+        noise x1, the generator's own noise, DMD time t, DMD noise ε."""
+        x = batch["latents"].to(self.env.device)
+        b = x.shape[0]
+        rows = {"x": x, "context": batch["context"].to(self.env.device),
+                "negative": batch["negative_context"].to(self.env.device),
+                "t_i": outer_times(b, self.outer_grid, self.rng), "x1": self.randn_like(x)}
+        rows.update(self.generator_noise(x))
+        rows["t"] = shifted_uniform(b, self.config.stage2.dmd_gamma, self.rng)
+        rows["eps"] = self.randn_like(x)
+        return rows
+
+    def _sample(self, rows: dict[str, torch.Tensor], grad: bool) -> torch.Tensor:
+        """The student's sample x̂ of the rows."""
         with torch.set_grad_enabled(grad):
-            x_hat = self.generate(student_inputs(x, x1, t_i), x1, t_i, context)
-        t = shifted_uniform(x.shape[0], self.config.stage2.dmd_gamma, self.rng)
-        return x, context, negative, x_hat, t, self.randn_like(x)
+            return self.generate(student_inputs(rows["x"], rows["x1"], rows["t_i"]), rows)
 
     def _features(self, x_t: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> list[torch.Tensor]:
         return self.call("teacher", teacher_features, x_t, t, context, self.disc_blocks)
 
     def student_losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.student_loss_of(self.inputs(batch))
+
+    def student_loss_of(self, rows: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """L_VSD + λ·L_GAN of drawn rows (a batch or a micro-batch of `inputs`), means over the rows."""
         s2 = self.config.stage2
-        x, context, negative, x_hat, t, eps = self._sample(batch, grad=True)
+        context, negative, t, eps = rows["context"], rows["negative"], rows["t"], rows["eps"]
+        x_hat = self._sample(rows, grad=True)
         x_hat_t = noised(x_hat, eps, t)
         with torch.no_grad():
             v_real = self.call("teacher", _guided_velocity, x_hat_t, t, context, negative, s2.teacher_cfg)
@@ -115,7 +133,12 @@ class DMD2V(Algorithm):
         return loss, logs
 
     def critic_losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        x, context, _, x_hat, t, eps = self._sample(batch, grad=False)
+        return self.critic_loss_of(self.inputs(batch))
+
+    def critic_loss_of(self, rows: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The fake score's denoising loss + the discriminator's loss on drawn rows, means over the rows."""
+        x, context, t, eps = rows["x"], rows["context"], rows["t"], rows["eps"]
+        x_hat = self._sample(rows, grad=False)
         x_hat_t = noised(x_hat, eps, t)
         v_fake = self.call("fake_score", wan_velocity, x_hat_t, t, context)
         fake = fake_score_loss(x0_from_velocity(x_hat_t, t, v_fake.float()), x_hat)
@@ -133,12 +156,9 @@ class DMD2V(Algorithm):
 
     def step(self, batch: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
         if iteration % self.config.stage2.student_update_every == 0:
-            loss, logs = self.student_losses(batch)
-            self.optimize(loss, "student")
-        else:
-            loss, logs = self.critic_losses(batch)
-            self.optimize(loss, *[name for name in ("fake_score", "discriminator") if name in self._modules])
-        return logs
+            return self.accumulate(self.student_loss_of, self.inputs(batch), "student")
+        critics = [name for name in ("fake_score", "discriminator") if name in self._modules]
+        return self.accumulate(self.critic_loss_of, self.inputs(batch), *critics)
 
 
 class TMDDistillation(DMD2V):
@@ -153,10 +173,13 @@ class TMDDistillation(DMD2V):
     def initial_student(self, teacher):
         return initial_student(self.config.model, teacher)
 
-    def generate(self, x_t: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        y1 = self.randn_like(x_t)
-        y_hat = self.call("student", _tmd_rollout, x_t, t, context, y1, self.inner_grid,
+    def generator_noise(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"y1": self.randn_like(x)}  # the flow head's inner noise
+
+    def generate(self, x_t: torch.Tensor, rows: dict[str, torch.Tensor]) -> torch.Tensor:
+        t_i = rows["t_i"]
+        y_hat = self.call("student", _tmd_rollout, x_t, t_i, rows["context"], rows["y1"], self.inner_grid,
                           self.config.model.inner_form).float()
         if self.config.stage2.student_x0 == "eq15":
-            return x1 - y_hat
-        return x0_from_velocity(x_t, t, y_hat)
+            return rows["x1"] - y_hat
+        return x0_from_velocity(x_t, t_i, y_hat)

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Fixtures of the training tests: a small random teacher file, teacher-generated shards, a config for them."""
+"""Fixtures of the training tests: a small random teacher file, teacher-generated shards (and noise–data pairs),
+a config for them."""
 import copy
 
 import pytest
@@ -34,6 +35,17 @@ def shard_dir(tmp_path_factory, prompt_embeddings):
     context, negative = prompt_embeddings
     with torch.no_grad():
         generate_shards(random_wan(), context, negative, folder, SHARD_LATENT, steps=4, per_shard=4)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pair_dir(tmp_path_factory, prompt_embeddings):
+    """Two shards of four noise–data pairs (Euler 4 steps, CFG 5, skip-layer guidance at block 3 of 6)."""
+    folder = tmp_path_factory.mktemp("pairs")
+    context, negative = prompt_embeddings
+    with torch.no_grad():
+        generate_shards(random_wan(), context, negative, folder, SHARD_LATENT, steps=4, per_shard=4, pairs=True,
+                        skip_blocks=(3,))
     return folder
 
 

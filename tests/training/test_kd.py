@@ -11,23 +11,11 @@ from comfyui_tmd.tmd_core.sampler import seeded_noise
 from comfyui_tmd.training.config import config_from_dict
 from comfyui_tmd.training.errors import TrainingConfigError
 from comfyui_tmd.training.kd import KDWarmup
-from comfyui_tmd.training.make_data import generate_shards
 from comfyui_tmd.training.shards import ShardReader
 from comfyui_tmd.training.trainer import Trainer
 
 from factories import random_wan
 from training_factories import SHARD_LATENT
-
-
-@pytest.fixture(scope="module")
-def pair_dir(tmp_path_factory, prompt_embeddings):
-    """Two shards of four noise–data pairs (Euler 4 steps, CFG 5, skip-layer guidance at block 3 of 6)."""
-    folder = tmp_path_factory.mktemp("pairs")
-    context, negative = prompt_embeddings
-    with torch.no_grad():
-        generate_shards(random_wan(), context, negative, folder, SHARD_LATENT, steps=4, per_shard=4, pairs=True,
-                        skip_blocks=(3,))
-    return folder
 
 
 @pytest.fixture

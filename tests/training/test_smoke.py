@@ -37,9 +37,19 @@ def test_a_budget_that_cannot_fit_is_refused_in_one_sentence_before_any_work(tmp
     out = tmp_path / "run"
     assert run_command(smoke.main, [*TOY, "--gpu-gib", "0.001", "--out", str(out)]) == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith("error: stage 1 needs ~0.0834 GiB per GPU at 4 samples per GPU on 8 GPUs with DDP; "
+    assert error.startswith("error: stage 1 needs ~0.0898 GiB per GPU at micro-batch 4 on 8 GPUs with DDP; "
                             "it does not fit 0.001 GiB") and error.count("\n") == 0
+    assert error.endswith("use more GPUs, FSDP2 (--set run.distributed=fsdp) or larger GPUs.")
     assert not out.exists()
+
+
+def test_a_micro_batch_too_large_is_refused_with_the_one_that_fits_before_the_teacher_is_read(tmp_path, capsys):
+    args = ["--config", str(REPO / "training/configs/wan21_1_3b.yaml"),
+            "--teacher", str(tmp_path / "absent.safetensors"), "--set", "data.micro_batch=8", "--out", str(tmp_path / "run")]  # DDP on 8 GPUs: 8 samples at a time
+    assert run_command(smoke.main, args) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: stage 1 needs ~88.5 GiB per GPU at micro-batch 8 on 8 GPUs with DDP; it does not "
+                            "fit 80 GiB") and error.endswith("--set data.micro_batch=4 fits.")
 
 
 def test_stage_two_seconds_weigh_one_student_step_against_every_minus_one_critic_steps():
