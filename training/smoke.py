@@ -9,11 +9,12 @@ teacher at a small latent, with each stage's peak memory and speed measured and 
 First it asks training/memory.py whether stages 1 and 2 of the configured run fit `--gpu-gib` per GPU on
 `--gpus` GPUs at the configured micro-batch (data.micro_batch, else each process's whole share), and stops in
 one sentence when one does not, naming the micro-batch that would fit if there is one. Then, in `--out` (or a
-temporary folder): teacher data (make_data's generator, a few Euler steps, on `--prompts` or random Wan-shaped contexts),
-stage 1, stage 2 from the stage-1 export, the export, and a TMD sample of it through the core
-(`load_student` + `generate_tmd`), which must be finite. Measured per stage: peak memory above the
-stage's start (CUDA: the allocator's peak; CPU: `peak_memory.StorageMeter`) and seconds per iteration
-(median after the first; stage 2 weighs its student and critic steps 1 : every−1).
+temporary folder): teacher data (make_data's generator, a few Euler steps, on `--prompts` or random Wan-shaped
+contexts), stage 1, stage 2 from the stage-1 export, the export, and a TMD sample of it through the core
+(`load_student` + `generate_tmd`), which must be finite. Measured per stage: peak memory above the stage's
+start (CUDA: the allocator's peak; CPU: `peak_memory.StorageMeter`, whose per-op bookkeeping also slows
+the CPU's s/it) and seconds per iteration (median after the first; stage 2 weighs its student and critic
+steps 1 : every−1).
 
 Projections (arithmetic, not measurements):
 - memory: memory.py's weights + optimiser for the configured GPUs and strategy, plus the measured

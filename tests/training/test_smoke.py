@@ -44,8 +44,9 @@ def test_a_budget_that_cannot_fit_is_refused_in_one_sentence_before_any_work(tmp
 
 
 def test_a_micro_batch_too_large_is_refused_with_the_one_that_fits_before_the_teacher_is_read(tmp_path, capsys):
-    args = ["--config", str(REPO / "training/configs/wan21_1_3b.yaml"),
-            "--teacher", str(tmp_path / "absent.safetensors"), "--set", "data.micro_batch=8", "--out", str(tmp_path / "run")]  # DDP on 8 GPUs: 8 samples at a time
+    # DDP on 8 GPUs with 8 samples at a time; the refusal comes before the (absent) teacher file is read
+    args = ["--config", str(REPO / "training/configs/wan21_1_3b.yaml"), "--teacher", str(tmp_path / "absent"),
+            "--set", "data.micro_batch=8", "--out", str(tmp_path / "run")]
     assert run_command(smoke.main, args) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: stage 1 needs ~88.5 GiB per GPU at micro-batch 8 on 8 GPUs with DDP; it does not "
