@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Quality of the toy world's samplers, measured on decoded clips with the analytic detector (toy/metrics.py).
 
-    python -m comfyui_tmd.benchmarks.toy_quality [--clips 8] [--prompts 16] [--out runs/benchmarks/toy_quality]
+    python -m comfyui_tmd.benchmarks.toy_quality [--clips 16] [--prompts 16] [--out runs/benchmarks/toy_quality]
     python -m comfyui_tmd.benchmarks.toy_quality --out benchmarks/results/toy_quality --force   # the README's table
     python -m comfyui_tmd.benchmarks.toy_quality --quick --teacher T --tmd S --tmd-head H --dmd2v D --out DIR
 
@@ -26,7 +26,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..tmd_core import CFGDenoiser, effective_nfe, generate_teacher, generate_tmd, load_student, load_wan, sample_euler
+from ..tmd_core import (CFGDenoiser, FlowHeadMeta, TMDStudent, effective_nfe, generate_teacher, generate_tmd,
+                        load_student, load_wan, sample_euler)
 from ..tmd_core.command_line import argument_parser, run_command
 from ..tmd_core.grids import tmd_sigmas
 from ..tmd_core.sampler import seeded_noise
@@ -34,8 +35,8 @@ from ..toy import checkpoints
 from ..toy.clips import make_clips
 from ..toy.detector import detect
 from ..toy.latent import decode, latent_shape
-from ..toy.metrics import (adherence, feature_frechet, mean_temporal_consistency, mode_collapse_index, start_spread,
-                           wilson_interval)
+from ..toy.metrics import (adherence, feature_frechet, mean_temporal_consistency, mode_collapse_index, speckle,
+                           start_spread, wilson_interval)
 from ..toy.text import NEGATIVE_PROMPT, encode_caption
 from ..toy.video_io import write_png
 from ..toy.world import COLOURS, DIRECTIONS, SHAPES, caption_of
@@ -62,36 +63,46 @@ def generate_plain(wan: torch.nn.Module, context: torch.Tensor, shape: tuple[int
     return sample_euler(CFGDenoiser(wan, context, None, cfg=1.0), sigmas[0] * noise, sigmas, disable=True)
 
 
+def teacher_method(teacher: torch.nn.Module, steps: int, cfg: float, shift: float) -> Method:
+    """The teacher's Euler with CFG (two model calls a step) on its shifted schedule."""
+    shape, negative = latent_shape(), encode_caption(NEGATIVE_PROMPT)[None]
+    return Method(f"teacher Euler {steps} steps, CFG {cfg}", 2.0 * steps, lambda caption, seed: decode(
+        generate_teacher(teacher, encode_caption(caption)[None], negative, shape, seed, steps=steps, cfg=cfg,
+                         shift=shift, disable=True))[0])
+
+
+def plain_method(wan: torch.nn.Module, steps: int) -> Method:
+    """A plain Wan student (DMD2-v) at `steps` Euler steps without CFG on the TMD outer grid."""
+    return Method(f"DMD2-v {steps} step{'s' * (steps > 1)}", float(steps), lambda caption, seed: decode(
+        generate_plain(wan, encode_caption(caption)[None], latent_shape(), seed, steps))[0])
+
+
+def tmd_method(student: TMDStudent, meta: FlowHeadMeta, outer: int) -> Method:
+    """A TMD student at M = `outer`, with the N, grids and inner form its flow-head file was trained for."""
+    nfe = effective_nfe(outer, meta.inner_steps, student.head_blocks, len(student.wan.blocks))
+    return Method(f"TMD M = {outer}, N = {meta.inner_steps}", nfe, lambda caption, seed: decode(generate_tmd(
+        student, encode_caption(caption)[None], latent_shape(), seed, outer_steps=outer, inner_steps=meta.inner_steps,
+        outer_gamma=meta.outer_gamma, inner_gamma=meta.inner_gamma, inner_form=meta.inner_form, disable=True))[0])
+
+
 def build_methods(args: argparse.Namespace) -> list[Method]:
     teacher = load_wan(checkpoints.require(args.teacher), dtype=torch.float32)
     student, meta = load_student(checkpoints.require(args.tmd), checkpoints.require(args.tmd_head), dtype=torch.float32)
     dmd2v = load_wan(checkpoints.require(args.dmd2v), dtype=torch.float32)
-    shape = latent_shape()
-    negative = encode_caption(NEGATIVE_PROMPT)[None]
-
-    def teacher_row(steps: int) -> Method:
-        return Method(f"teacher Euler {steps} steps, CFG {args.cfg}", 2.0 * steps, lambda caption, seed: decode(
-            generate_teacher(teacher, encode_caption(caption)[None], negative, shape, seed, steps=steps, cfg=args.cfg,
-                             shift=args.shift, disable=True))[0])
-
-    def dmd2v_row(steps: int) -> Method:
-        return Method(f"DMD2-v {steps} step{'s' * (steps > 1)}", float(steps), lambda caption, seed: decode(
-            generate_plain(dmd2v, encode_caption(caption)[None], shape, seed, steps))[0])
-
-    def tmd_row(outer: int) -> Method:
-        nfe = effective_nfe(outer, meta.inner_steps, student.head_blocks, len(student.wan.blocks))
-        return Method(f"TMD M = {outer}, N = {meta.inner_steps}", nfe, lambda caption, seed: decode(generate_tmd(
-            student, encode_caption(caption)[None], shape, seed, outer_steps=outer, inner_steps=meta.inner_steps,
-            outer_gamma=meta.outer_gamma, inner_gamma=meta.inner_gamma, inner_form=meta.inner_form, disable=True))[0])
-
-    return [teacher_row(args.teacher_steps), teacher_row(2), teacher_row(4), dmd2v_row(1), dmd2v_row(2), tmd_row(1),
-            tmd_row(2)]
+    return [teacher_method(teacher, steps, args.cfg, args.shift) for steps in (args.teacher_steps, 2, 4)] + [
+        plain_method(dmd2v, 1), plain_method(dmd2v, 2), tmd_method(student, meta, 1), tmd_method(student, meta, 2)]
 
 
 def real_method() -> Method:
     """Real clips of the caption (seeds disjoint from the held-out reference set)."""
     return Method("real clips (reference)", 0.0,
                   lambda caption, seed: make_clips(1, REAL_SEED + seed, caption)[0].frames)
+
+
+def held_out_detections(captions: list[str]) -> list:
+    """Detections of the held-out real clips (HELD_OUT_PER_PROMPT per caption) that Fréchet distances compare to."""
+    return [detect(clip.frames) for i, c in enumerate(captions)
+            for clip in make_clips(HELD_OUT_PER_PROMPT, HELD_OUT_SEED + i, c)]
 
 
 def evaluate(method: Method, captions: list[str], clips: int, held_out: list) -> tuple[dict, list[torch.Tensor]]:
@@ -111,6 +122,8 @@ def evaluate(method: Method, captions: list[str], clips: int, held_out: list) ->
         "frechet": feature_frechet(flat, held_out),
         "start_spread": float(np.mean([start_spread(detections[c]) for c in captions])),
         "mode_collapse": float(np.mean([mode_collapse_index(frames[c]) for c in captions])),
+        "speckle": float(np.mean([speckle(f, d) for c in captions
+                                  for f, d in zip(frames[c], detections[c], strict=True)])),
     }
     return result, [frames[c][0] for c in captions]
 
@@ -121,7 +134,7 @@ def rate_with_interval(rate: float, interval: tuple[float, float]) -> str:
 
 def markdown(results: list[dict]) -> str:
     head = ("| method | NFE | adherence (all) | colour | shape | direction | Fréchet ↓ | area change ↓ "
-            "| colour change ↓ | motion jitter ↓ | start spread (px) | mode collapse ↓ | s / clip |")
+            "| colour change ↓ | motion jitter ↓ | start spread (px) | mode collapse ↓ | speckle ↓ | s / clip |")
     rows = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in results:
         t = r["temporal"]
@@ -129,7 +142,7 @@ def markdown(results: list[dict]) -> str:
         rows.append(f"| {r['method']} | {r['nfe']:.2f} | {a['all']} | {a['colour']} | {a['shape']} | "
                     f"{a['direction']} | {r['frechet']:.3f} | {t['area_change']:.3f} | {t['colour_change']:.3f} | "
                     f"{t['motion_jitter']:.3f} | {r['start_spread']:.2f} | {r['mode_collapse']:.3f} | "
-                    f"{r['seconds_per_clip']:.3f} |")
+                    f"{r['speckle']:.3f} | {r['seconds_per_clip']:.3f} |")
     note = (f"\nAdherence: fraction of {results[0]['clips']} clips per row, in brackets its 95 % Wilson interval; "
             "the real clips' Fréchet distance to the held-out real clips is the metric's floor.\n")
     return "\n".join(rows) + "\n" + note
@@ -154,9 +167,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tmd", default=str(checkpoints.TMD_STUDENT), help="the TMD student's Wan file")
     parser.add_argument("--tmd-head", default=str(checkpoints.TMD_HEAD), help="the TMD student's flow-head file")
     parser.add_argument("--dmd2v", default=str(checkpoints.DMD2V_STUDENT), help="the DMD2-v baseline's Wan file")
-    parser.add_argument("--clips", type=int, default=8, help="clips (seeds) per prompt")
+    parser.add_argument("--clips", type=int, default=16, help="clips (seeds) per prompt")
     parser.add_argument("--prompts", type=int, default=16, help="captions cycling colour, shape and direction; "
-                                                                "16 × 8 clips give 95 %% intervals of ±0.03–0.09")
+                                                                "16 × 16 = 256 clips give 95 %% intervals of "
+                                                                "±0.02–0.06")
     parser.add_argument("--teacher-steps", type=int, default=50, help="the teacher's Euler steps")
     parser.add_argument("--cfg", type=float, default=5.0, help="the teacher's classifier-free guidance scale")
     parser.add_argument("--shift", type=float, default=5.0, help="the teacher's schedule shift")
@@ -172,8 +186,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     captions = pick_captions(args.prompts)
-    held_out = [detect(clip.frames) for i, c in enumerate(captions)
-                for clip in make_clips(HELD_OUT_PER_PROMPT, HELD_OUT_SEED + i, c)]
+    held_out = held_out_detections(captions)
     results, grid_rows = [], []
     for method in [real_method(), *build_methods(args)]:
         result, firsts = evaluate(method, captions, args.clips, held_out)

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import types
 import typing
 from pathlib import Path
 
@@ -27,7 +28,9 @@ PLAN_KEY = "plan"  # top-level section of a config that lists a pipeline's runs 
 
 @dataclasses.dataclass
 class ModelConfig:
-    teacher: str | None = None  # Wan2.1 T2V diffusion-model file; None = a random `wan` (smoke tests only)
+    # Wan2.1 T2V diffusion model (a file, a sharded release's index JSON or folder, a diffusers transformer folder);
+    # None = a random `wan` (smoke tests only)
+    teacher: str | None = None
     wan: str | None = "tiny"  # named size (tmd_core.NAMED_CONFIGS) of the random teacher, else checked against the file
     teacher_seed: int = 0  # seed of that random teacher
     head_blocks: int = 5  # H (paper: 5 for both 1.3B and 14B)
@@ -87,6 +90,9 @@ class Stage2Config:
     disc_lr: float = 1e-5  # paper
     normalizer: str = "dmd"  # "dmd": 1/mean|x̂ − g_teacher| (DMD, FastGen); "paper": 1/||g_fake − g_teacher||_1
     student_x0: str = "denoised"  # x̂ = x_t − t·ŷ ("denoised", what inference computes) or x1 − ŷ ("eq15")
+    # inner steps the student's gradient flows through: "all" N (the paper's rollout) or "last" (the first N − 1
+    # run without autograd; the backbone still gets gradient through the last step's features)
+    rollout_grad: str = "all"
     # the student's (paper: lr 1e-5 for both sizes); clipped at norm 10 as FastGen clips DMD2 (the paper is silent)
     optim: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(lr=1e-5, grad_clip=10.0))
 
@@ -177,7 +183,8 @@ def check(config: TrainConfig) -> None:
         raise TrainingConfigError(f"model.inner_form: {err}") from err
     choices = {"run.precision": (r.precision, ("bf16", "fp32")), "run.distributed": (r.distributed, ("ddp", "fsdp")),
                "stage2.normalizer": (s2.normalizer, ("dmd", "paper")),
-               "stage2.student_x0": (s2.student_x0, ("denoised", "eq15"))}
+               "stage2.student_x0": (s2.student_x0, ("denoised", "eq15")),
+               "stage2.rollout_grad": (s2.rollout_grad, ("all", "last"))}
     for name, (value, allowed) in choices.items():
         if value not in allowed:
             raise TrainingConfigError(f"{name} is {value!r}; expected one of {', '.join(allowed)}.")
@@ -212,8 +219,29 @@ def _build(cls, values: dict, where: str, base=None):
         elif typing.get_origin(hint) is tuple and isinstance(value, list):
             kwargs[key] = tuple(value)
         else:
-            kwargs[key] = value
+            kwargs[key] = _scalar(hint, value, f"{where}{key}")
     return dataclasses.replace(base, **kwargs)
+
+
+def _scalar(hint, value, name: str):
+    """A scalar value checked against its field's type (float, int, bool, str, optionally None); numbers written
+    like 1e-4 are strings to YAML 1.1, so a string that reads as a number is one where a float is expected."""
+    allowed = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
+    if value is None and type(None) in allowed:
+        return None
+    if float in allowed:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise TrainingConfigError(f"config key {name} must be a number, got {value!r}.")
+    for kind, what in ((bool, "true or false"), (int, "a whole number"), (str, "a string")):
+        if kind in allowed and not (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
+            raise TrainingConfigError(f"config key {name} must be {what}, got {value!r}.")
+    return value
 
 
 def config_from_dict(values: dict) -> TrainConfig:
