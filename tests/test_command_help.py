@@ -8,7 +8,7 @@ import pytest
 from comfyui_tmd.benchmarks import comfy_overhead, cpu_speed, gpu_speed, toy_motion_steering, toy_quality
 from comfyui_tmd.benchmarks import toy_word_sensitivity
 from comfyui_tmd.toy import cli
-from comfyui_tmd.training import encode_prompts, export, make_data, memory, toy_world, train
+from comfyui_tmd.training import encode_prompts, export, make_data, memory, memory_check, smoke, toy_world, train
 
 # command: (its main, the argv before --help, one option whose default --help must show)
 COMMANDS = {
@@ -18,6 +18,8 @@ COMMANDS = {
     "training.make_data": (make_data.main, [], "(default: 100)"),
     "training.encode_prompts": (encode_prompts.main, [], "(default: $COMFYUI_PATH)"),
     "training.export": (export.main, [], "(default: bf16)"),
+    "training.smoke": (smoke.main, [], "(default: 16,2,8,8)"),
+    "training.memory_check": (memory_check.main, [], "(default: 128,256)"),
     "benchmarks.toy_quality": (toy_quality.main, [], "(default: runs/benchmarks/toy_quality)"),
     "benchmarks.toy_motion_steering": (toy_motion_steering.main, [], "(default: runs/benchmarks/toy_motion_steering)"),
     "benchmarks.toy_word_sensitivity": (toy_word_sensitivity.main, [], "(default: 4)"),

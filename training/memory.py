@@ -5,13 +5,19 @@ An arithmetic model, not a measurement (parameter counts are exact, from the mod
 device). Per GPU, with the global batch split evenly and each process's share run in micro-batches
 (`data.micro_batch`, gradient accumulation; by default the whole share at once):
 - trainable roles: fp32 master weights + fp32 gradients + AdamW's two fp32 moments = 16 bytes/parameter;
-- the frozen teacher: bf16, 2 bytes/parameter;
+- the frozen teacher: bf16, 2 bytes/parameter (4 with run.precision fp32, as activations);
   both divided by the number of GPUs under FSDP2, whole on every GPU under DDP;
 - activations of one micro-batch with every Wan block checkpointed, bf16: each grad-carrying block pass keeps
-  its input (tokens·dim), plus one block's recompute working set (~10·tokens·dim + 2·tokens·ffn); stage 2
-  also keeps the discriminator's full-resolution Conv3D maps (18 maps of dim/4 channels per head) for backward.
+  its input (tokens·dim), plus one block's recompute and backward working set (24·tokens·dim + 3·tokens·ffn:
+  what one WanBlock keeps for backward, 21·dim + 2·ffn per token, with its output and backward's temporaries,
+  counted by training/peak_memory.py); each grad-carrying flow-head call keeps its gated fusion's
+  activations (6·tokens·dim + 2·tokens·ffn, counted the same way); stage 2 also keeps the discriminator's
+  full-resolution Conv3D maps (20 maps of dim/4 channels per head) for backward, which are freed before any
+  block is recomputed, and takes the larger of its student step and its critic step.
 Grad-carrying block passes per sample: stage 1 L (backbone + head once); TMD student step (L − H) + N·H
 plus the teacher up to the last feature block (the GAN gradient flows through it); fake-score step L.
+Grad-carrying head calls: stage 1 one, stage 2 N (the rollout). `python -m comfyui_tmd.training.memory_check`
+compares the result with measured peaks.
 Not counted: the CUDA context and allocator slack (add ~3–5 GiB), the umT5 encoder and VAE (data is
 pre-encoded), temporaries of the attention kernel.
 
@@ -38,9 +44,10 @@ from .errors import TrainingConfigError
 
 GIB = 1024 ** 3
 TRAINABLE_BYTES = 16  # fp32 weight + fp32 grad + AdamW exp_avg + exp_avg_sq
-FROZEN_BYTES = 2  # bf16 teacher
-ACTIVATION_BYTES = 2  # bf16 activations
-DISC_MAPS_PER_HEAD = 18  # full-resolution maps a Conv3DHead keeps for backward (k = 1 branch 6, others 3 each)
+COMPUTE_BYTES = {"bf16": 2, "fp32": 4}  # activations and the frozen teacher, by run.precision
+# full-resolution maps a Conv3DHead keeps for backward (k = 1 branch 6, others 3 each), plus ~2 of its backward's
+# temporaries (17.5 and 19-20 counted by training/peak_memory.py)
+DISC_MAPS_PER_HEAD = 20
 
 
 def _numel(module: torch.nn.Module) -> int:
@@ -62,32 +69,40 @@ def parameter_counts(wan: WanConfig, head_blocks: int, fusion: str, disc_feature
 
 
 def estimate_memory(config: TrainConfig, stage: str, world: int, strategy: str,
-                    micro_batch: int | None = None) -> dict[str, float]:
+                    micro_batch: int | None = None, wan: WanConfig | None = None) -> dict[str, float]:
     """GiB per GPU: {"weights", "optimizer", "activations", "total"} for `world` GPUs under "ddp" or "fsdp", each
-    process running `micro_batch` samples at a time (None: its whole share of the global batch)."""
-    m, wan = config.model, NAMED_CONFIGS[config.model.wan]
+    process running `micro_batch` samples at a time (None: its whole share of the global batch). `wan` is the
+    architecture when the config names none (a teacher file's own size)."""
+    m, wan = config.model, wan or NAMED_CONFIGS[config.model.wan]
+    compute_bytes = COMPUTE_BYTES[config.run.precision]
     blocks = config.stage2.disc_blocks or default_disc_blocks(wan.num_layers)
     counts = parameter_counts(wan, m.head_blocks, m.fusion, len(blocks))
     c, t, h, w = config.data.latent_shape
     tokens = t * (h // 2) * (w // 2)
     per_sample = micro_batch or local_batch(config, world)
-    block_input = tokens * wan.dim * ACTIVATION_BYTES
-    working_set = (10 * tokens * wan.dim + 2 * tokens * wan.ffn_dim) * ACTIVATION_BYTES
-    disc_maps = len(blocks) * DISC_MAPS_PER_HEAD * (wan.dim // 4) * t * h * w * ACTIVATION_BYTES
-    if stage == "1":
-        trainable, frozen, passes, extra = counts.wan + counts.extras, 0, wan.num_layers, 0
-    elif stage in ("fm", "kd"):
-        trainable, frozen, passes, extra = counts.wan, 0, wan.num_layers, 0
+    block_input = tokens * wan.dim * compute_bytes
+    working_set = (24 * tokens * wan.dim + 3 * tokens * wan.ffn_dim) * compute_bytes
+    fusion = (6 * tokens * wan.dim + 2 * tokens * wan.ffn_dim) * compute_bytes  # per grad-carrying head call
+    disc_maps = len(blocks) * DISC_MAPS_PER_HEAD * (wan.dim // 4) * t * h * w * compute_bytes
+    if stage in ("1", "fm", "kd"):
+        trainable, frozen = counts.wan + (counts.extras if stage == "1" else 0), 0
+        kept = wan.num_layers * block_input + (fusion if stage == "1" else 0)
     else:
         student = counts.wan + (counts.extras if stage == "2" else 0)
         trainable, frozen = student + counts.wan + counts.discriminator, counts.wan
         generator = (wan.num_layers - m.head_blocks) + m.inner_steps * m.head_blocks if stage == "2" else wan.num_layers
-        passes = max(generator + max(blocks) + 1, wan.num_layers)
-        extra = 2 * disc_maps  # the critic step runs the discriminator on fake and real samples
+        # The two kinds of iteration never overlap: the student step (rollout, teacher features carrying the GAN
+        # gradient, the discriminator on the fake sample) and the critic step (fake score, the discriminator on
+        # fake and real samples). Backward runs the discriminator first, so its maps are gone before any block
+        # is recomputed: maps and working set never coexist.
+        student_step = ((generator + max(blocks) + 1) * block_input + (m.inner_steps * fusion if stage == "2" else 0)
+                        + max(disc_maps, working_set))
+        critic_step = wan.num_layers * block_input + max(2 * disc_maps, working_set)
+        kept = max(student_step, critic_step) - working_set
     shard = world if strategy == "fsdp" else 1
-    weights = (trainable * 4 + frozen * FROZEN_BYTES) / shard
+    weights = (trainable * 4 + frozen * compute_bytes) / shard
     optimizer = trainable * (TRAINABLE_BYTES - 4) / shard
-    activations = per_sample * (passes * block_input + extra) + working_set * per_sample
+    activations = per_sample * (kept + working_set)
     return {"weights": weights / GIB, "optimizer": optimizer / GIB, "activations": activations / GIB,
             "total": (weights + optimizer + activations) / GIB}
 
