@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """The pack's one import rule, read from the source with `ast` (every import statement, also those inside
-functions): the core, kernels, toy world, training and benchmarks never import ComfyUI; nothing outside
-training/ imports training/; nodes/ uses only tmd_core/, kernels/ and toy/ of the pack's own packages."""
+functions): the core, kernels, toy world, training and benchmarks never import ComfyUI (the offline tools that
+use a ComfyUI checkout do so inside a function of training/comfyui_checkout.py); only the offline tools
+(training/, benchmarks/) and the tests import training/; nodes/ uses only tmd_core/, kernels/ and toy/ of the
+pack's own packages."""
 import ast
 from pathlib import Path
 
@@ -14,8 +16,10 @@ COMFYUI = {"comfy", "comfy_api", "comfy_api_nodes", "comfy_config", "comfy_execu
            "execution", "folder_paths", "latent_preview", "node_helpers", "nodes", "server", "cuda_malloc"}
 NO_COMFYUI = ("tmd_core", "kernels", "toy", "training", "benchmarks")
 NODES_MAY_USE = {"nodes", "tmd_core", "kernels", "toy"}
-# measures ComfyUI itself: imports it inside run() from the checkout --comfyui names, never at module level
-COMFYUI_INSIDE_FUNCTIONS = {"benchmarks/comfy_overhead.py"}
+# imports ComfyUI from the checkout --comfyui names, inside a function, for the offline tools that use it (the
+# umT5 encoder of encode_prompts, the ComfyUI-overhead benchmark); never at module level
+COMFYUI_INSIDE_FUNCTIONS = {"training/comfyui_checkout.py"}
+MAY_IMPORT_TRAINING = ("training", "benchmarks", "tests")  # the offline tools; never nodes/, the core or the toy
 
 
 def _module_level(tree: ast.Module) -> set[int]:
@@ -65,8 +69,8 @@ def violations(path: str, source: str) -> list[str]:
         comfy = kind == "external" and name in COMFYUI
         if comfy and area in NO_COMFYUI and (module_level or path not in COMFYUI_INSIDE_FUNCTIONS):
             found.append(f"{where}: {area}/ imports ComfyUI module {name!r}")
-        if kind == "pack" and name == "training" and area not in ("training", "tests"):
-            found.append(f"{where}: only training/ and tests may import training/")
+        if kind == "pack" and name == "training" and area not in MAY_IMPORT_TRAINING:
+            found.append(f"{where}: only {', '.join(f'{a}/' for a in MAY_IMPORT_TRAINING)} may import training/")
         if kind == "pack" and area == "nodes" and name not in NODES_MAY_USE:
             found.append(f"{where}: nodes/ imports the pack's {name or 'root'}; it may use only "
                          f"{', '.join(sorted(NODES_MAY_USE - {'nodes'}))}")
@@ -99,10 +103,11 @@ def test_every_file_keeps_the_import_rule():
     ("toy/x.py", "def f():\n    import folder_paths\n"),
     ("training/x.py", "from comfy_api.latest import io\n"),
     ("kernels/x.py", "import nodes\n"),
-    ("benchmarks/comfy_overhead.py", "import comfy.sample\n"),
+    ("benchmarks/comfy_overhead.py", "def run():\n    import comfy.sample\n"),
+    ("training/comfyui_checkout.py", "import comfy.sd\n"),
     ("nodes/x.py", "from ..training import stage1\n"),
     ("toy/x.py", "from comfyui_tmd.training.config import load_config\n"),
-    ("benchmarks/x.py", "from comfyui_tmd import training\n"),
+    ("kernels/x.py", "from comfyui_tmd import training\n"),
     ("__main__.py", "from .training import toy_world\n"),
     ("nodes/x.py", "from ..benchmarks import flops\n"),
     ("nodes/x.py", "from .. import training\n"),
@@ -114,7 +119,8 @@ def test_the_rule_catches_each_kind_of_breach(path, source):
 @pytest.mark.parametrize("path, source", [
     ("nodes/x.py", "import comfy.sd\nfrom ..tmd_core.sampler import sample_euler\nfrom . import toy_nodes\n"),
     ("training/x.py", "from ..tmd_core import guidance\nfrom .config import load_config\n"),
-    ("benchmarks/comfy_overhead.py", "def run():\n    import comfy.sample\n"),
+    ("training/comfyui_checkout.py", "def import_comfyui():\n    import comfy.sample\n"),
+    ("benchmarks/x.py", "from ..training.comfyui_checkout import import_comfyui\n"),
     ("toy/x.py", "from ..tmd_core.sampler import generate_tmd\n"),
 ])
 def test_the_rule_allows_what_the_layout_intends(path, source):
