@@ -26,10 +26,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..tmd_core import CFGDenoiser, effective_nfe, generate_teacher, generate_tmd, load_student, load_wan, sample_euler
+from ..tmd_core import effective_nfe, generate_teacher, generate_tmd, load_student, load_wan
 from ..tmd_core.command_line import argument_parser, run_command
-from ..tmd_core.grids import tmd_sigmas
-from ..tmd_core.sampler import seeded_noise
+from ..tmd_core.sampler import generate_plain
 from ..toy import checkpoints
 from ..toy.clips import make_clips
 from ..toy.detector import detect
@@ -54,14 +53,6 @@ class Method:
     sample: Sampler
 
 
-def generate_plain(wan: torch.nn.Module, context: torch.Tensor, shape: tuple[int, ...], seed: int,
-                   steps: int) -> torch.Tensor:
-    """A plain Wan student (DMD2-v): Euler without CFG on the TMD outer grid; latent of `shape`."""
-    sigmas = tmd_sigmas(steps)
-    noise, _ = seeded_noise(shape, seed)
-    return sample_euler(CFGDenoiser(wan, context, None, cfg=1.0), sigmas[0] * noise, sigmas, disable=True)
-
-
 def build_methods(args: argparse.Namespace) -> list[Method]:
     teacher = load_wan(checkpoints.require(args.teacher), dtype=torch.float32)
     student, meta = load_student(checkpoints.require(args.tmd), checkpoints.require(args.tmd_head), dtype=torch.float32)
@@ -76,7 +67,7 @@ def build_methods(args: argparse.Namespace) -> list[Method]:
 
     def dmd2v_row(steps: int) -> Method:
         return Method(f"DMD2-v {steps} step{'s' * (steps > 1)}", float(steps), lambda caption, seed: decode(
-            generate_plain(dmd2v, encode_caption(caption)[None], shape, seed, steps))[0])
+            generate_plain(dmd2v, encode_caption(caption)[None], shape, seed, steps, disable=True))[0])
 
     def tmd_row(outer: int) -> Method:
         nfe = effective_nfe(outer, meta.inner_steps, student.head_blocks, len(student.wan.blocks))
