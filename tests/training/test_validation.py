@@ -1,0 +1,182 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Validation during training: it never changes the run, it samples with each stage's own sampler from the
+exported weights (the EMA where kept), a toy run writes clips, a contact sheet and TensorBoard images, the
+diffusers decoder undoes Wan's latent normalisation, and bad settings are named."""
+import io
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from comfyui_tmd.tmd_core import generate_teacher, generate_tmd, load_student, load_wan, tmd_sigmas
+from comfyui_tmd.tmd_core.safe_files import read_safetensors, write_safetensors
+from comfyui_tmd.tmd_core.wan_model import pad_context
+from comfyui_tmd.toy.latent import decode
+from comfyui_tmd.training import toy_world
+from comfyui_tmd.training.config import config_from_dict, load_config
+from comfyui_tmd.training.decoders import make_decoder
+from comfyui_tmd.training.errors import TrainingConfigError
+from comfyui_tmd.training.models import wan_velocity
+from comfyui_tmd.training.trainer import Trainer
+from comfyui_tmd.training.validation import PREVIEW_HEIGHT, SHEET_GAP, preview
+
+from training_factories import SHARD_LATENT
+
+PROMPTS = ["first prompt", "second prompt"]
+
+
+@pytest.fixture(scope="module")
+def prompt_file(tmp_path_factory, prompt_embeddings):
+    """make_data's prompt format: two prompts' context and the negative context, with their names."""
+    context, negative = prompt_embeddings
+    path = tmp_path_factory.mktemp("prompts") / "prompts.safetensors"
+    return write_safetensors({"context": context[:2], "negative_context": negative}, path,
+                             {"prompts": json.dumps(PROMPTS)})
+
+
+def with_validation(config_dict: dict, prompt_file, every: int, **settings) -> dict:
+    config_dict["validation"] = {"every": every, "prompts": str(prompt_file), "seeds": [3, 4], "decoder": "toy",
+                                 **settings}
+    return config_dict
+
+
+def checkpoint_tensors(folder) -> dict[str, torch.Tensor]:
+    return {f"{path.name}/{key}": value for path in sorted(folder.glob("*.safetensors"))
+            for key, value in read_safetensors(path)[0].items()}
+
+
+@pytest.mark.parametrize("stage, ema", [("1", 0.5), ("2", None)])
+def test_a_run_with_validation_trains_bit_for_bit_as_one_without(config_dict, prompt_file, env, tmp_path, stage, ema):
+    config_dict["run"].update(iterations=4, checkpoint_every=4)
+    config_dict["stage1"]["optim"]["ema_decay"] = ema
+    config_dict["stage2"]["student_update_every"] = 2
+    plain = Trainer(config_from_dict(config_dict), stage, tmp_path / "off", env)
+    plain.run()
+    validated = Trainer(config_from_dict(with_validation(config_dict, prompt_file, every=1)), stage,
+                        tmp_path / "on", env)
+    validated.run()
+    assert len(list((tmp_path / "on" / "validation").glob("step-*/latents.safetensors"))) == 4
+    step = "checkpoints/step-00000004"
+    off, on = checkpoint_tensors(tmp_path / "off" / step), checkpoint_tensors(tmp_path / "on" / step)
+    assert off.keys() == on.keys() and any(key.startswith("rng.0") for key in on)
+    for key in off:
+        assert torch.equal(off[key], on[key]), key
+    assert torch.equal(plain.algo.rng.get_state(), validated.algo.rng.get_state())
+    assert all(m.training for m in validated.algo.module("student").modules())  # modes untouched
+
+
+def plain_euler(wan, context, shape, seed, steps):
+    """Reference of the DMD2-v baseline's sampler: Euler without CFG on the M-step TMD grid, from σ_0 · noise."""
+    sigmas, context = tmd_sigmas(steps).double(), pad_context(context, wan.text_len)
+    x = sigmas[0] * torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:], strict=True):
+        v = wan_velocity(wan, x, sigma.float().reshape(1), context).double()
+        x = (x.double() + (sigma_next - sigma) * v).float()
+    return x
+
+
+@pytest.mark.parametrize("stage, ema, settings", [("1", 0.5, {"inner_steps": 3}), ("dmd2v", None, {"outer_steps": 3}),
+                                                  ("fm", 0.5, {"teacher_steps": 5, "teacher_cfg": 4.0})])
+def test_validation_samples_the_exported_model_with_its_stages_sampler(config_dict, prompt_file, prompt_embeddings,
+                                                                       env, tmp_path, stage, ema, settings):
+    """At the last iteration the validation model is the exported one (the EMA where kept): its latents equal
+    the samples of the export with the stage's sampler and the validation's step counts."""
+    config_dict["run"].update(iterations=2, checkpoint_every=2)
+    config_dict["stage2"]["student_update_every"] = 1
+    for section in ("stage1", "flow_matching"):
+        config_dict[section]["optim"]["ema_decay"] = ema
+    config = config_from_dict(with_validation(config_dict, prompt_file, every=5, **settings))
+    export = Trainer(config, stage, tmp_path, env).run()
+    tensors, metadata = read_safetensors(tmp_path / "validation" / "step-00000002" / "latents.safetensors")
+    latents = tensors["latents"]
+    rows = json.loads(metadata["rows"])
+    assert [(r["prompt"], r["seed"]) for r in rows] == [(p, s) for p in PROMPTS for s in (3, 4)]
+    context, negative = prompt_embeddings
+    shape = (1, *SHARD_LATENT)
+    with torch.no_grad():
+        for row, latent in zip(rows, latents.split(1), strict=True):
+            c = context[PROMPTS.index(row["prompt"])][None]
+            if stage == "1":
+                student, meta = load_student(export / "student.safetensors", export / "student_head.safetensors")
+                expected = generate_tmd(student, c, shape, row["seed"], 2, 3, meta.outer_gamma, meta.inner_gamma,
+                                        inner_form=meta.inner_form)
+            elif stage == "fm":
+                expected = generate_teacher(load_wan(export / "student.safetensors"), c, negative, shape, row["seed"],
+                                            steps=5, cfg=4.0)
+            else:
+                expected = plain_euler(load_wan(export / "student.safetensors"), c, shape, row["seed"], 3)
+            torch.testing.assert_close(latent, expected, rtol=1e-4, atol=1e-4)
+    assert not torch.equal(latents[0], latents[1])  # two seeds, two samples
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_a_toy_run_writes_clips_a_contact_sheet_and_tensorboard_images(tmp_path):
+    shards = toy_world.make_data(tmp_path / "data", count=16)
+    config = load_config(toy_world.CONFIG, {"data.shards": shards, "data.batch_size": 4, "run.iterations": 2,
+                                            "validation.teacher_steps": 3})
+    captions = config.validation.prompts
+    assert config.validation.every > 0 and len(captions) == 4 and config.validation.decoder == "toy"
+    Trainer(config, "fm", tmp_path / "run").run()
+    folder = tmp_path / "run" / "validation" / "step-00000002"  # the last iteration, not a multiple of `every`
+    assert sorted(p.name for p in folder.glob("*.gif")) == [f"p{i:02d}_seed0.gif" for i in range(4)]
+    assert all(p.read_bytes()[:6] == b"GIF89a" for p in folder.glob("*.gif"))
+    sheet = (folder / "contact_sheet.png").read_bytes()
+    side = 4 * PREVIEW_HEIGHT + 3 * SHEET_GAP  # 4 captions × 1 seed rows, 4 frames across
+    assert png_size(sheet) == (side, side)
+    tensors, metadata = read_safetensors(folder / "latents.safetensors")
+    latents = tensors["latents"]
+    assert [row["prompt"] for row in json.loads(metadata["rows"])] == captions
+    image = pytest.importorskip("PIL.Image")
+    pixels = torch.from_numpy(np.array(image.open(io.BytesIO(sheet)).convert("RGB")))  # [H, W, 3] uint8
+    last = preview(decode(latents[3:4])[0])[3]  # last row, last frame: [128, 128, 3]
+    corner = pixels[-PREVIEW_HEIGHT:, -PREVIEW_HEIGHT:].float() / 255
+    torch.testing.assert_close(corner, last, atol=0.5 / 255, rtol=0)
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["images"])
+    assert tags == {"validation/contact_sheet", *(f"validation/p{i:02d}_seed0" for i in range(4))}
+    clip = events.Images("validation/p00_seed0")[-1]
+    assert clip.step == 2 and clip.encoded_image_string[:6] == b"GIF89a" and clip.height == PREVIEW_HEIGHT
+
+
+def test_the_diffusers_decoder_undoes_wans_latent_normalisation(tmp_path):
+    diffusers = pytest.importorskip("diffusers")
+    g = torch.Generator().manual_seed(5)
+    mean, std = torch.randn(16, generator=g), torch.rand(16, generator=g) + 0.5  # not the defaults
+    with torch.random.fork_rng():
+        torch.manual_seed(6)
+        vae = diffusers.AutoencoderKLWan(base_dim=8, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[True],
+                                         latents_mean=mean.tolist(), latents_std=std.tolist()).eval()
+    vae.save_pretrained(tmp_path / "vae")
+    decoder = make_decoder(f"diffusers:{tmp_path / 'vae'}", torch.device("cpu"))
+    latent = torch.randn(1, 16, 2, 4, 4, generator=g)
+    frames = decoder(latent)
+    with torch.no_grad():
+        video = vae.decode(latent * std.view(1, 16, 1, 1, 1) + mean.view(1, 16, 1, 1, 1)).sample  # [1, 3, F, H, W]
+    assert frames.shape == (1, video.shape[2], video.shape[3], video.shape[4], 3) and video.shape[2] > 2
+    torch.testing.assert_close(frames, ((video + 1) / 2).clamp(0, 1).permute(0, 2, 3, 4, 1))
+    assert 0.0 <= frames.min() and frames.max() <= 1.0 and frames.std() > 0
+
+
+def test_bad_validation_settings_are_named(config_dict, prompt_embeddings, env, tmp_path):
+    with pytest.raises(TrainingConfigError, match="validation.decoder is 'vae'; expected toy, none"):
+        config_from_dict({"validation": {"decoder": "vae"}})
+    with pytest.raises(TrainingConfigError, match="validation.every is set but validation.prompts or"):
+        config_from_dict({"validation": {"every": 10}})
+    with pytest.raises(TrainingConfigError, match="validation.outer_steps must be at least 1, got 0"):
+        config_from_dict({"validation": {"outer_steps": 0}})
+    with pytest.raises(TrainingConfigError, match="must be a folder with the Wan VAE's config.json"):
+        make_decoder(f"diffusers:{tmp_path}", torch.device("cpu"))
+    context, _ = prompt_embeddings
+    no_negative = write_safetensors({"context": context[:1]}, tmp_path / "prompts.safetensors")
+    with pytest.raises(TrainingConfigError, match="needs tensors 'context' .* 'negative_context'"):
+        Trainer(config_from_dict(with_validation(config_dict, no_negative, every=1)), "1", tmp_path / "run", env)
