@@ -22,7 +22,7 @@ from comfyui_tmd.training.models import wan_velocity
 from comfyui_tmd.training.trainer import Trainer
 from comfyui_tmd.training.validation import PREVIEW_HEIGHT, SHEET_GAP, preview
 
-from training_factories import SHARD_LATENT
+from training_factories import SHARD_LATENT, torchrun_training
 
 PROMPTS = ["first prompt", "second prompt"]
 
@@ -77,6 +77,30 @@ def plain_euler(wan, context, shape, seed, steps):
     return x
 
 
+def expected_samples(stage: str, export, folder, prompt_embeddings, outer_steps=2, inner_steps=2, teacher_steps=16,
+                     teacher_cfg=5.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the latents validation wrote in `folder`, the samples of the exported model with the stage's sampler)."""
+    tensors, metadata = read_safetensors(folder / "latents.safetensors")
+    rows = json.loads(metadata["rows"])
+    assert [(r["prompt"], r["seed"]) for r in rows] == [(p, s) for p in PROMPTS for s in (3, 4)]
+    context, negative = prompt_embeddings
+    shape, expected = (1, *SHARD_LATENT), []
+    with torch.no_grad():
+        for row in rows:
+            c = context[PROMPTS.index(row["prompt"])][None]
+            if stage == "1":
+                student, meta = load_student(export / "student.safetensors", export / "student_head.safetensors")
+                expected.append(generate_tmd(student, c, shape, row["seed"], outer_steps, inner_steps, meta.outer_gamma,
+                                             meta.inner_gamma, inner_form=meta.inner_form))
+            elif stage == "fm":
+                expected.append(generate_teacher(load_wan(export / "student.safetensors"), c, negative, shape,
+                                                 row["seed"], steps=teacher_steps, cfg=teacher_cfg))
+            else:
+                wan = load_wan(export / "student.safetensors")
+                expected.append(plain_euler(wan, c, shape, row["seed"], outer_steps))
+    return tensors["latents"], torch.cat(expected)
+
+
 @pytest.mark.parametrize("stage, ema, settings", [("1", 0.5, {"inner_steps": 3}), ("dmd2v", None, {"outer_steps": 3}),
                                                   ("fm", 0.5, {"teacher_steps": 5, "teacher_cfg": 4.0})])
 def test_validation_samples_the_exported_model_with_its_stages_sampler(config_dict, prompt_file, prompt_embeddings,
@@ -89,26 +113,22 @@ def test_validation_samples_the_exported_model_with_its_stages_sampler(config_di
         config_dict[section]["optim"]["ema_decay"] = ema
     config = config_from_dict(with_validation(config_dict, prompt_file, every=5, **settings))
     export = Trainer(config, stage, tmp_path, env).run()
-    tensors, metadata = read_safetensors(tmp_path / "validation" / "step-00000002" / "latents.safetensors")
-    latents = tensors["latents"]
-    rows = json.loads(metadata["rows"])
-    assert [(r["prompt"], r["seed"]) for r in rows] == [(p, s) for p in PROMPTS for s in (3, 4)]
-    context, negative = prompt_embeddings
-    shape = (1, *SHARD_LATENT)
-    with torch.no_grad():
-        for row, latent in zip(rows, latents.split(1), strict=True):
-            c = context[PROMPTS.index(row["prompt"])][None]
-            if stage == "1":
-                student, meta = load_student(export / "student.safetensors", export / "student_head.safetensors")
-                expected = generate_tmd(student, c, shape, row["seed"], 2, 3, meta.outer_gamma, meta.inner_gamma,
-                                        inner_form=meta.inner_form)
-            elif stage == "fm":
-                expected = generate_teacher(load_wan(export / "student.safetensors"), c, negative, shape, row["seed"],
-                                            steps=5, cfg=4.0)
-            else:
-                expected = plain_euler(load_wan(export / "student.safetensors"), c, shape, row["seed"], 3)
-            torch.testing.assert_close(latent, expected, rtol=1e-4, atol=1e-4)
+    latents, expected = expected_samples(stage, export, tmp_path / "validation" / "step-00000002", prompt_embeddings,
+                                         **settings)
+    torch.testing.assert_close(latents, expected, rtol=1e-4, atol=1e-4)
     assert not torch.equal(latents[0], latents[1])  # two seeds, two samples
+
+
+def test_under_fsdp2_the_main_process_validates_the_gathered_ema_weights(config_dict, prompt_file,
+                                                                        prompt_embeddings, tmp_path):
+    config_dict["run"].update(distributed="fsdp", iterations=2, checkpoint_every=2)
+    config_dict["stage1"]["optim"]["ema_decay"] = 0.5
+    out = tmp_path / "run"
+    result = torchrun_training(with_validation(config_dict, prompt_file, every=1), "1", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in (out / "validation").iterdir()) == ["step-00000001", "step-00000002"]
+    latents, expected = expected_samples("1", out / "export", out / "validation" / "step-00000002", prompt_embeddings)
+    torch.testing.assert_close(latents, expected, rtol=1e-4, atol=1e-4)
 
 
 def png_size(data: bytes) -> tuple[int, int]:
