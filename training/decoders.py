@@ -55,7 +55,9 @@ class DiffusersWanDecoder:
                                       "config.json and weights (the `vae` folder of a Wan2.1 Diffusers model).")
         from diffusers import AutoencoderKLWan
 
-        self.vae = AutoencoderKLWan.from_pretrained(str(folder), local_files_only=True).to(device).eval()
+        # safetensors only and never a download: a pickled .bin is not opened
+        self.vae = AutoencoderKLWan.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
+        self.vae = self.vae.to(device).eval()
         channels = self.vae.config.z_dim
         self.mean = torch.tensor(self.vae.config.latents_mean).view(1, channels, 1, 1, 1)
         self.std = torch.tensor(self.vae.config.latents_std).view(1, channels, 1, 1, 1)
@@ -88,8 +90,8 @@ class ComfyUIWanDecoder:
     """A Wan2.1 VAE file loaded by ComfyUI's own VAE loader, on the device ComfyUI's memory manager picks."""
 
     def __init__(self, file: Path):
-        if not file.is_file():
-            raise TrainingConfigError(f"validation.decoder comfyui:{file}: no such VAE file.")
+        if not file.is_file() or file.suffix != ".safetensors":
+            raise TrainingConfigError(f"validation.decoder comfyui:{file} must be a Wan2.1 VAE .safetensors file.")
         comfy = _import_comfy()
         self.vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(file), safe_load=True))
         self.latent_format = comfy.latent_formats.Wan21()

@@ -196,6 +196,8 @@ def test_bad_validation_settings_are_named(config_dict, prompt_embeddings, env, 
         config_from_dict({"validation": {"outer_steps": 0}})
     with pytest.raises(TrainingConfigError, match="must be a folder with the Wan VAE's config.json"):
         make_decoder(f"diffusers:{tmp_path}", torch.device("cpu"))
+    with pytest.raises(TrainingConfigError, match="comfyui:.*vae.pt must be a Wan2.1 VAE .safetensors file"):
+        make_decoder(f"comfyui:{tmp_path / 'vae.pt'}", torch.device("cpu"))
     context, _ = prompt_embeddings
     no_negative = write_safetensors({"context": context[:1]}, tmp_path / "prompts.safetensors")
     with pytest.raises(TrainingConfigError, match="needs tensors 'context' .* 'negative_context'"):
