@@ -15,8 +15,10 @@ from comfyui_tmd.tmd_core.safe_files import read_safetensors, write_safetensors
 from comfyui_tmd.tmd_core.wan_model import pad_context
 from comfyui_tmd.toy.latent import decode
 from comfyui_tmd.training import toy_world
+from comfyui_tmd.training import validation
 from comfyui_tmd.training.config import config_from_dict, load_config
 from comfyui_tmd.training.decoders import make_decoder
+from comfyui_tmd.training.distributed import Env
 from comfyui_tmd.training.errors import TrainingConfigError
 from comfyui_tmd.training.models import wan_velocity
 from comfyui_tmd.training.trainer import Trainer
@@ -168,15 +170,21 @@ def test_a_toy_run_writes_clips_a_contact_sheet_and_tensorboard_images(tmp_path)
     assert clip.step == 2 and clip.encoded_image_string[:6] == b"GIF89a" and clip.height == PREVIEW_HEIGHT
 
 
-def test_the_diffusers_decoder_undoes_wans_latent_normalisation(tmp_path):
+def tiny_wan_vae(folder, mean: torch.Tensor, std: torch.Tensor):
+    """diffusers' AutoencoderKLWan at tiny width (2× spatial, 2× temporal), saved in `folder`."""
     diffusers = pytest.importorskip("diffusers")
-    g = torch.Generator().manual_seed(5)
-    mean, std = torch.randn(16, generator=g), torch.rand(16, generator=g) + 0.5  # not the defaults
     with torch.random.fork_rng():
         torch.manual_seed(6)
         vae = diffusers.AutoencoderKLWan(base_dim=8, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[True],
                                          latents_mean=mean.tolist(), latents_std=std.tolist()).eval()
-    vae.save_pretrained(tmp_path / "vae")
+    vae.save_pretrained(folder)
+    return vae
+
+
+def test_the_diffusers_decoder_undoes_wans_latent_normalisation(tmp_path):
+    g = torch.Generator().manual_seed(5)
+    mean, std = torch.randn(16, generator=g), torch.rand(16, generator=g) + 0.5  # not the defaults
+    vae = tiny_wan_vae(tmp_path / "vae", mean, std)
     decoder = make_decoder(f"diffusers:{tmp_path / 'vae'}", torch.device("cpu"))
     latent = torch.randn(1, 16, 2, 4, 4, generator=g)
     frames = decoder(latent)
@@ -202,3 +210,42 @@ def test_bad_validation_settings_are_named(config_dict, prompt_embeddings, env, 
     no_negative = write_safetensors({"context": context[:1]}, tmp_path / "prompts.safetensors")
     with pytest.raises(TrainingConfigError, match="needs tensors 'context' .* 'negative_context'"):
         Trainer(config_from_dict(with_validation(config_dict, no_negative, every=1)), "1", tmp_path / "run", env)
+
+
+@pytest.mark.parametrize("clips", ["mp4", "png", "none"])
+def test_real_decoders_write_mp4_or_png_frames_and_none_writes_latents_only(prompt_file, tmp_path, monkeypatch,
+                                                                            clips):
+    """A real decoder's clips are MP4 with PyAV, else a folder of PNG frames; decoder none writes the latents."""
+    if clips == "mp4":
+        pytest.importorskip("av")
+    monkeypatch.setattr(validation, "mp4_available", lambda: clips == "mp4")
+    decoder = "none"
+    if clips != "none":
+        tiny_wan_vae(tmp_path / "vae", torch.zeros(16), torch.ones(16))
+        decoder = f"diffusers:{tmp_path / 'vae'}"
+    config = config_from_dict({"validation": {"every": 1, "prompts": str(prompt_file), "seeds": [3, 4],
+                                              "decoder": decoder}})
+    latents = torch.randn(4, 16, 3, 4, 6, generator=torch.Generator().manual_seed(8))  # 2 prompts × 2 seeds
+    folder = validation.Validation(config, tmp_path / "run", Env()).write(latents, "1", 7)
+    assert folder == tmp_path / "run" / "validation" / "step-00000007"
+    assert torch.equal(read_safetensors(folder / "latents.safetensors")[0]["latents"], latents)
+    written = sorted(p.name for p in folder.iterdir())
+    rows = ["p00_seed3", "p00_seed4", "p01_seed3", "p01_seed4"]
+    if clips == "none":
+        assert written == ["latents.safetensors"]
+    elif clips == "mp4":
+        assert written == ["contact_sheet.png", "latents.safetensors", *(f"{row}.mp4" for row in rows)]
+        assert all((folder / f"{row}.mp4").read_bytes()[4:8] == b"ftyp" for row in rows)
+    else:
+        assert written == ["contact_sheet.png", "latents.safetensors", *rows]
+        frames = sorted((folder / "p01_seed4").iterdir())
+        assert [p.name for p in frames] == [f"frame_{i:04d}.png" for i in range(5)]  # 1 + 2·(3 − 1) frames
+        assert png_size(frames[0].read_bytes()) == (12, 8)  # 2× the latent's 6 × 4
+
+
+def test_validation_settings_leave_the_resume_fingerprint_alone():
+    """Validation never changes the training trajectory, so a run may resume with other validation settings."""
+    plain = config_from_dict({})
+    validated = config_from_dict({"validation": {"every": 5, "prompts": ["a red square moving left"]}})
+    assert plain.fingerprint("1") == validated.fingerprint("1")
+    assert plain.fingerprint("1") != config_from_dict({"run": {"seed": 1}}).fingerprint("1")
