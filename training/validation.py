@@ -68,8 +68,8 @@ def validation_model(algo: Algorithm) -> nn.Module | None:
     return module.to(algo.env.device, torch.bfloat16 if algo.env.bf16 else torch.float32).eval()
 
 
-def sample(module: nn.Module, stage: str, config: TrainConfig, context: torch.Tensor, negative: torch.Tensor,
-           shape: tuple[int, ...], seed: int) -> torch.Tensor:
+def sample_one(module: nn.Module, stage: str, config: TrainConfig, context: torch.Tensor, negative: torch.Tensor,
+               shape: tuple[int, ...], seed: int) -> torch.Tensor:
     """One latent [1, C, T, H, W] of `shape` from context [1, L, 4096] with the stage's sampler."""
     v, m = config.validation, config.model
     outer = v.outer_steps or m.outer_steps
@@ -164,11 +164,12 @@ class Validation:
         with self.env.autocast():
             for p in range(len(self.names)):
                 context = self.context[p:p + 1].to(device, dtype)
-                rows += [sample(model, stage, self.config, context, negative, shape, seed).float().cpu()
+                rows += [sample_one(model, stage, self.config, context, negative, shape, seed).float().cpu()
                          for seed in v.seeds]
         return torch.cat(rows)
 
     def write(self, latents: torch.Tensor, stage: str, iteration: int) -> Path:
+        """The latents, and with a decoder the clips, the contact sheet and their TensorBoard images."""
         v = self.config.validation
         folder = self.folder / f"step-{iteration:08d}"
         rows = [{"prompt": name, "seed": seed, "clip": f"p{p:02d}_seed{seed}"}
@@ -182,11 +183,11 @@ class Validation:
             frames = self.decoder(latent)[0]  # [F, H, W, 3] in [0, 1]
             self.write_clip(frames, folder / row["clip"])
             previews.append(preview(frames))
-            self.log_image(f"validation/{row['clip']}", gif_bytes(to_uint8(previews[-1]), v.fps), previews[-1],
-                           iteration)
+            self.log_image(f"validation/{row['clip']}", gif_bytes(to_uint8(previews[-1]), v.fps),
+                           previews[-1].shape[1:3], iteration)
         sheet = contact_sheet(previews, v.sheet_frames)
         write_png(sheet, folder / "contact_sheet.png")
-        self.log_image("validation/contact_sheet", png_bytes(to_uint8(sheet[None])[0]), sheet[None], iteration)
+        self.log_image("validation/contact_sheet", png_bytes(to_uint8(sheet[None])[0]), sheet.shape[:2], iteration)
         return folder
 
     def write_clip(self, frames: torch.Tensor, stem: Path) -> None:
@@ -201,7 +202,8 @@ class Validation:
             for index, frame in enumerate(frames):
                 write_png(frame, stem / f"frame_{index:04d}.png")
 
-    def log_image(self, tag: str, encoded: bytes, frames: torch.Tensor, iteration: int) -> None:
+    def log_image(self, tag: str, encoded: bytes, size: tuple[int, int], iteration: int) -> None:
+        """An encoded image or GIF of `size` (height, width) in TensorBoard, when it is on."""
         if self.tensorboard is not None:
-            summary = image_summary(tag, encoded, frames.shape[1], frames.shape[2])
+            summary = image_summary(tag, encoded, *size)
             self.tensorboard.file_writer.add_summary(summary, iteration)
