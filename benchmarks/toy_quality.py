@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Quality of the toy world's samplers, measured on decoded clips with the analytic detector (toy/metrics.py).
 
-    python -m comfyui_tmd.benchmarks.toy_quality [--clips 8] [--prompts 16] [--out runs/benchmarks/toy_quality]
+    python -m comfyui_tmd.benchmarks.toy_quality [--clips 16] [--prompts 16] [--out runs/benchmarks/toy_quality]
     python -m comfyui_tmd.benchmarks.toy_quality --out benchmarks/results/toy_quality --force   # the README's table
     python -m comfyui_tmd.benchmarks.toy_quality --quick --teacher T --tmd S --tmd-head H --dmd2v D --out DIR
 
@@ -33,8 +33,8 @@ from ..toy import checkpoints
 from ..toy.clips import make_clips
 from ..toy.detector import detect
 from ..toy.latent import decode, latent_shape
-from ..toy.metrics import (adherence, feature_frechet, mean_temporal_consistency, mode_collapse_index, start_spread,
-                           wilson_interval)
+from ..toy.metrics import (adherence, feature_frechet, mean_temporal_consistency, mode_collapse_index, speckle,
+                           start_spread, wilson_interval)
 from ..toy.text import NEGATIVE_PROMPT, encode_caption
 from ..toy.video_io import write_png
 from ..toy.world import COLOURS, DIRECTIONS, SHAPES, caption_of
@@ -102,6 +102,8 @@ def evaluate(method: Method, captions: list[str], clips: int, held_out: list) ->
         "frechet": feature_frechet(flat, held_out),
         "start_spread": float(np.mean([start_spread(detections[c]) for c in captions])),
         "mode_collapse": float(np.mean([mode_collapse_index(frames[c]) for c in captions])),
+        "speckle": float(np.mean([speckle(f, d) for c in captions
+                                  for f, d in zip(frames[c], detections[c], strict=True)])),
     }
     return result, [frames[c][0] for c in captions]
 
@@ -112,7 +114,7 @@ def rate_with_interval(rate: float, interval: tuple[float, float]) -> str:
 
 def markdown(results: list[dict]) -> str:
     head = ("| method | NFE | adherence (all) | colour | shape | direction | Fréchet ↓ | area change ↓ "
-            "| colour change ↓ | motion jitter ↓ | start spread (px) | mode collapse ↓ | s / clip |")
+            "| colour change ↓ | motion jitter ↓ | start spread (px) | mode collapse ↓ | speckle ↓ | s / clip |")
     rows = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in results:
         t = r["temporal"]
@@ -120,7 +122,7 @@ def markdown(results: list[dict]) -> str:
         rows.append(f"| {r['method']} | {r['nfe']:.2f} | {a['all']} | {a['colour']} | {a['shape']} | "
                     f"{a['direction']} | {r['frechet']:.3f} | {t['area_change']:.3f} | {t['colour_change']:.3f} | "
                     f"{t['motion_jitter']:.3f} | {r['start_spread']:.2f} | {r['mode_collapse']:.3f} | "
-                    f"{r['seconds_per_clip']:.3f} |")
+                    f"{r['speckle']:.3f} | {r['seconds_per_clip']:.3f} |")
     note = (f"\nAdherence: fraction of {results[0]['clips']} clips per row, in brackets its 95 % Wilson interval; "
             "the real clips' Fréchet distance to the held-out real clips is the metric's floor.\n")
     return "\n".join(rows) + "\n" + note
@@ -145,9 +147,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tmd", default=str(checkpoints.TMD_STUDENT), help="the TMD student's Wan file")
     parser.add_argument("--tmd-head", default=str(checkpoints.TMD_HEAD), help="the TMD student's flow-head file")
     parser.add_argument("--dmd2v", default=str(checkpoints.DMD2V_STUDENT), help="the DMD2-v baseline's Wan file")
-    parser.add_argument("--clips", type=int, default=8, help="clips (seeds) per prompt")
+    parser.add_argument("--clips", type=int, default=16, help="clips (seeds) per prompt")
     parser.add_argument("--prompts", type=int, default=16, help="captions cycling colour, shape and direction; "
-                                                                "16 × 8 clips give 95 %% intervals of ±0.03–0.09")
+                                                                "16 × 16 = 256 clips give 95 %% intervals of "
+                                                                "±0.02–0.06")
     parser.add_argument("--teacher-steps", type=int, default=50, help="the teacher's Euler steps")
     parser.add_argument("--cfg", type=float, default=5.0, help="the teacher's classifier-free guidance scale")
     parser.add_argument("--shift", type=float, default=5.0, help="the teacher's schedule shift")

@@ -23,7 +23,7 @@ def test_quick_run_writes_every_row(tmp_path):
     assert names[0] == "real clips (reference)" and len(names) == 8
     assert [r["nfe"] for r in report["results"][1:]] == [6.0, 4.0, 8.0, 1.0, 2.0, 1.25, 2.5]
     real = report["results"][0]
-    assert real["adherence"]["all"] == 1.0 and real["mode_collapse"] == 0.0
+    assert real["adherence"]["all"] == 1.0 and real["mode_collapse"] == 0.0 and real["speckle"] == 0.0
     assert all(r["clips"] == 4 for r in report["results"])  # --quick: 2 prompts × 2 clips
     for r in report["results"]:
         for name, rate in r["adherence"].items():

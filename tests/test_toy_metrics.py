@@ -7,8 +7,8 @@ import torch
 from comfyui_tmd.toy.clips import make_clips
 from comfyui_tmd.toy.detector import detect
 from comfyui_tmd.toy.metrics import (DUPLICATE_RMS, adherence, feature_frechet, frechet_distance,
-                                     mean_temporal_consistency, mode_collapse_index, sqrt_psd, start_spread,
-                                     wilson_interval)
+                                     mean_temporal_consistency, mode_collapse_index, speckle, sqrt_psd,
+                                     start_spread, wilson_interval)
 
 RNG = np.random.default_rng()
 SEED = int(RNG.integers(1 << 30))
@@ -83,3 +83,19 @@ def test_temporal_consistency_is_steady_for_real_clips_and_not_for_shuffled_ones
     shuffled = mean_temporal_consistency([detect(c.frames[[0, 2, 1, 3]]) for c in clips])
     assert real["area_change"] < 0.1 and real["colour_change"] < 0.1 and real["motion_jitter"] < 0.15
     assert shuffled["motion_jitter"] > 2 * real["motion_jitter"]
+
+
+
+def test_speckle_is_zero_for_real_clips_and_counts_off_background_pixels_away_from_the_shape():
+    clips = make_clips(12, SEED, "a red circle moving up")
+    assert all(speckle(c.frames, detect(c.frames)) == 0.0 for c in clips)
+    frames = torch.full((4, 16, 16, 3), 0.15, dtype=torch.float64)
+    frames[:, 2:6, 2:6] = torch.tensor([0.9, 0.15, 0.15], dtype=torch.float64)  # a 4 × 4 square
+    away = 4 * (16 * 16 - 6 * 6)  # pixels more than one pixel from the square, over 4 frames
+    spots = RNG.choice(range(8, 16), size=(9, 2))
+    for t, (y, x) in enumerate(spots):  # nine speckles of 0.2 in green, each far from the square
+        frames[t % 4, y, x, 1] += 0.2
+    unique = len({(t % 4, y, x) for t, (y, x) in enumerate(spots)})
+    assert speckle(frames, detect(frames)) == pytest.approx(unique / away, rel=1e-12)
+    frames[0, 12, 1] += 0.05  # below SPECKLE_CONTRAST: not a speckle
+    assert speckle(frames, detect(frames)) == pytest.approx(unique / away, rel=1e-12)

@@ -13,7 +13,11 @@
   dominates), ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁^½ Σ₂ Σ₁^½)^½), square roots by eigendecomposition;
 - diversity, per prompt across seeds: start_spread = √(var x₀ + var y₀) of the detected frame-0
   centroid in pixels, and the mode-collapse index = fraction of clip pairs that are near-duplicates
-  (RMS pixel difference below DUPLICATE_RMS): 1 when every seed gives the same clip.
+  (RMS pixel difference below DUPLICATE_RMS): 1 when every seed gives the same clip;
+- speckle: the share of background pixels (more than one pixel away from the shape, whose pixels are
+  those at least half as far from the background as the farthest one, the detector's rule) that differ
+  from the frame's background by more than SPECKLE_CONTRAST in RGB; 0 for real clips, whose background
+  is flat, and the residual noise a sampler leaves outside the shape otherwise.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import itertools
 import numpy as np
 import torch
 
-from .detector import MIN_MASS, MIN_STEP, Detection
+from .detector import MIN_CONTRAST, MIN_MASS, MIN_STEP, Detection
 from .world import parse_caption
 
 ATTRIBUTES = ("colour", "shape", "direction")
@@ -32,6 +36,7 @@ FEATURE_STD_FLOOR = 0.05
 # A one-pixel shift of the smallest shape changes a clip by an RMS of about 0.1; sampling noise that
 # leaves the content in place stays well below 0.03.
 DUPLICATE_RMS = 0.03
+SPECKLE_CONTRAST = 0.1  # RGB distance from the background; the palette's nearest colour is 0.6 away
 
 
 def adherence(detections: list[Detection], captions: list[str]) -> dict[str, float]:
@@ -116,3 +121,15 @@ def mode_collapse_index(frames: torch.Tensor) -> float:
     pairs = list(itertools.combinations(range(len(frames)), 2))
     rms = [float((frames[i].double() - frames[j].double()).pow(2).mean().sqrt()) for i, j in pairs]
     return float(np.mean([value < DUPLICATE_RMS for value in rms]))
+
+
+def speckle(frames: torch.Tensor, detection: Detection) -> float:
+    """Share of a clip's background pixels (frames [T, H, W, 3]) that are off the background colour."""
+    x = frames.detach().to(torch.float64).cpu()
+    background = torch.from_numpy(detection.stats.background)[:, None, None, :]  # [T, 1, 1, 3]
+    distance = (x - background).norm(dim=-1)  # [T, H, W]
+    peak = distance.flatten(1).max(dim=1).values[:, None, None]  # [T, 1, 1]
+    shape = (distance >= peak / 2) & (peak >= MIN_CONTRAST)
+    near_shape = torch.nn.functional.max_pool2d(shape[:, None].double(), 3, stride=1, padding=1)[:, 0] > 0
+    away = ~near_shape
+    return int(((distance > SPECKLE_CONTRAST) & away).sum()) / max(int(away.sum()), 1)

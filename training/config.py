@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import types
 import typing
 from pathlib import Path
 
@@ -246,8 +247,29 @@ def _build(cls, values: dict, where: str, base=None):
         elif typing.get_origin(hint) is tuple and isinstance(value, list):
             kwargs[key] = tuple(value)
         else:
-            kwargs[key] = value
+            kwargs[key] = _scalar(hint, value, f"{where}{key}")
     return dataclasses.replace(base, **kwargs)
+
+
+def _scalar(hint, value, name: str):
+    """A scalar value checked against its field's type (float, int, bool, str, optionally None); numbers written
+    like 1e-4 are strings to YAML 1.1, so a string that reads as a number is one where a float is expected."""
+    allowed = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
+    if value is None and type(None) in allowed:
+        return None
+    if float in allowed:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise TrainingConfigError(f"config key {name} must be a number, got {value!r}.")
+    for kind, what in ((bool, "true or false"), (int, "a whole number"), (str, "a string")):
+        if kind in allowed and not (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
+            raise TrainingConfigError(f"config key {name} must be {what}, got {value!r}.")
+    return value
 
 
 def config_from_dict(values: dict) -> TrainConfig:

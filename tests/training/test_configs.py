@@ -70,6 +70,22 @@ def test_unknown_keys_and_impossible_values_are_named():
         config_from_dict({"model": {"inner_form": "x"}})
 
 
+def test_values_are_checked_against_their_fields_types():
+    # YAML 1.1 reads 1e-5 (no dot) as a string: where a float is expected it is the number it reads as.
+    lr = load_config(CONFIGS / "toy.yaml", {"stage2.optim.lr": "1e-5"}).stage2.optim.lr
+    assert lr == 1e-5 and isinstance(lr, float)
+    assert isinstance(config_from_dict({"stage1": {"cfg_scale": 3}}).stage1.cfg_scale, float)
+    cases = [({"stage2": {"optim": {"lr": "fast"}}}, "config key stage2.optim.lr must be a number, got 'fast'"),
+             ({"run": {"iterations": "x"}}, "config key run.iterations must be a whole number, got 'x'"),
+             ({"run": {"iterations": True}}, "config key run.iterations must be a whole number, got True"),
+             ({"run": {"activation_checkpointing": 1}}, "run.activation_checkpointing must be true or false, got 1"),
+             ({"model": {"fusion": 3}}, "config key model.fusion must be a string, got 3")]
+    for values, message in cases:
+        with pytest.raises(TrainingConfigError, match=message):
+            config_from_dict(values)
+    assert config_from_dict({"stage2": {"optim": {"grad_clip": None}}}).stage2.optim.grad_clip is None
+
+
 def test_memory_estimate_counts_and_scaling():
     counts = parameter_counts(WAN21_T2V_1_3B, 5, "gated", 3)
     assert 1.40e9 < counts.wan < 1.44e9 and counts.discriminator == 67_870_467
