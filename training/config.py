@@ -216,6 +216,10 @@ def _check_validation(v: ValidationConfig) -> None:
     for name, (value, least) in counts.items():
         if value is not None and value < least:
             raise TrainingConfigError(f"{name} must be at least {least}, got {value}.")
+    if isinstance(v.prompts, list) and not all(isinstance(caption, str) for caption in v.prompts):
+        raise TrainingConfigError(f"validation.prompts must be a file name or a list of captions, got {v.prompts!r}.")
+    if not all(isinstance(seed, int) and not isinstance(seed, bool) for seed in v.seeds):
+        raise TrainingConfigError(f"validation.seeds must be whole numbers, got {v.seeds!r}.")
     if v.every and not (v.prompts and v.seeds):
         raise TrainingConfigError("validation.every is set but validation.prompts or validation.seeds is empty; give "
                                   "toy captions or a prompt-embedding file, and at least one seed.")
@@ -257,6 +261,8 @@ def _scalar(hint, value, name: str):
     allowed = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
     if value is None and type(None) in allowed:
         return None
+    if isinstance(value, list) and any(typing.get_origin(kind) is list for kind in allowed):
+        return value  # a field that may also be a list (validation.prompts); its section checks the items
     if float in allowed:
         if isinstance(value, str):
             try:

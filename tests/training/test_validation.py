@@ -201,6 +201,12 @@ def test_bad_validation_settings_are_named(config_dict, prompt_embeddings, env, 
         config_from_dict({"validation": {"decoder": "vae"}})
     with pytest.raises(TrainingConfigError, match="validation.every is set but validation.prompts or"):
         config_from_dict({"validation": {"every": 10}})
+    with pytest.raises(TrainingConfigError, match="validation.prompts must be a file name or a list of captions"):
+        config_from_dict({"validation": {"prompts": ["a red square moving left", 3]}})
+    with pytest.raises(TrainingConfigError, match="config key validation.prompts must be a string, got 3"):
+        config_from_dict({"validation": {"prompts": 3}})
+    with pytest.raises(TrainingConfigError, match="validation.seeds must be whole numbers, got \\[0.5\\]"):
+        config_from_dict({"validation": {"seeds": [0.5]}})
     with pytest.raises(TrainingConfigError, match="validation.outer_steps must be at least 1, got 0"):
         config_from_dict({"validation": {"outer_steps": 0}})
     with pytest.raises(TrainingConfigError, match="must be a folder with the Wan VAE's config.json"):
