@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,8 +22,8 @@ import torch
 from ..tmd_core import (FlowHeadMeta, FlowHeadSpec, TMDStudent, WanConfig, WAN21_T2V_1_3B, generate_tmd, load_wan,
                         save_flow_head, save_wan, tmd_sigmas)
 from ..tmd_core.command_line import argument_parser, run_command
-from ..tmd_core.errors import TMDError
 from ..tmd_core.wan_model import WanDiT
+from ..training.comfyui_checkout import check_comfyui, import_comfyui
 from .output import add_force_option, check_output
 from .timing import interleaved_medians
 
@@ -32,28 +31,6 @@ SIZES = {  # name: (Wan config, latent [B, C, T, H, W], text tokens, dtype)
     "small": (WanConfig(dim=256, ffn_dim=1024, num_heads=2, num_layers=30), (1, 16, 2, 16, 16), 64, torch.float32),
     "1.3B": (WAN21_T2V_1_3B, (1, 16, 21, 60, 104), 512, torch.bfloat16),
 }
-
-
-class ComfyUIPathError(TMDError, ValueError):
-    """--comfyui is not a ComfyUI checkout."""
-
-
-def check_comfyui(root: str) -> None:
-    """One sentence, before anything is built, if `root` has no ComfyUI in it."""
-    if not (Path(root) / "comfy" / "sample.py").is_file():
-        what = "does not exist" if not Path(root).exists() else "has no comfy/sample.py"
-        raise ComfyUIPathError(f"--comfyui {root} is not a ComfyUI checkout (it {what}); give the folder that holds "
-                               "ComfyUI's main.py and comfy/.")
-
-
-def import_comfyui(root: str, device: str):
-    """ComfyUI's modules from a checkout; only this benchmark's process puts the checkout on sys.path."""
-    sys.path.insert(0, str(Path(root).resolve()))
-    from comfy.cli_args import args
-    args.cpu = device == "cpu"
-    import comfy.sample
-    import comfy.sd
-    return comfy
 
 
 def device_name(device: str) -> str:

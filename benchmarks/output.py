@@ -32,13 +32,15 @@ def add_force_option(parser: argparse.ArgumentParser) -> None:
                         help=f"allow replacing the published results in {RESULTS.parent.name}/{RESULTS.name}/")
 
 
-def check_output(paths: Iterable[str | Path], force: bool) -> None:
-    """Refuse a file that would replace a published result (unless `force`), or whose folder is a file."""
+def check_output(paths: Iterable[str | Path], force: bool, published: Path | None = None) -> None:
+    """Refuse a file that would replace a published result (unless `force`), or whose folder is a file. Published
+    results are those in benchmarks/results/, or in the folder `published` (a command that writes docs/)."""
+    published = RESULTS if published is None else published
     for path in paths:
         resolved = Path(path).resolve()
-        if resolved.exists() and resolved.is_relative_to(RESULTS) and not force:
-            raise BenchmarkOutputError(f"{path} is a published result in {RESULTS.parent.name}/{RESULTS.name}/; pass "
-                                       "--force to replace it, or choose another --out.")
+        if resolved.exists() and resolved.is_relative_to(published) and not force:
+            raise BenchmarkOutputError(f"{path} is a published result in {published.parent.name}/{published.name}/; "
+                                       "pass --force to replace it, or choose another --out.")
         folder = next((p for p in resolved.parents if p.exists()), None)
         if folder is not None and not folder.is_dir():
             raise BenchmarkOutputError(f"cannot write {path}: {folder} is a file, not a folder.")

@@ -26,7 +26,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..tmd_core import effective_nfe, generate_teacher, generate_tmd, load_student, load_wan
+from ..tmd_core import (FlowHeadMeta, TMDStudent, effective_nfe, generate_teacher, generate_tmd,
+                        load_student, load_wan)
 from ..tmd_core.command_line import argument_parser, run_command
 from ..tmd_core.sampler import generate_plain
 from ..toy import checkpoints
@@ -53,36 +54,46 @@ class Method:
     sample: Sampler
 
 
+def teacher_method(teacher: torch.nn.Module, steps: int, cfg: float, shift: float) -> Method:
+    """The teacher's Euler with CFG (two model calls a step) on its shifted schedule."""
+    shape, negative = latent_shape(), encode_caption(NEGATIVE_PROMPT)[None]
+    return Method(f"teacher Euler {steps} steps, CFG {cfg}", 2.0 * steps, lambda caption, seed: decode(
+        generate_teacher(teacher, encode_caption(caption)[None], negative, shape, seed, steps=steps, cfg=cfg,
+                         shift=shift, disable=True))[0])
+
+
+def plain_method(wan: torch.nn.Module, steps: int) -> Method:
+    """A plain Wan student (DMD2-v) at `steps` Euler steps without CFG on the TMD outer grid."""
+    return Method(f"DMD2-v {steps} step{'s' * (steps > 1)}", float(steps), lambda caption, seed: decode(
+        generate_plain(wan, encode_caption(caption)[None], latent_shape(), seed, steps, disable=True))[0])
+
+
+def tmd_method(student: TMDStudent, meta: FlowHeadMeta, outer: int) -> Method:
+    """A TMD student at M = `outer`, with the N, grids and inner form its flow-head file was trained for."""
+    nfe = effective_nfe(outer, meta.inner_steps, student.head_blocks, len(student.wan.blocks))
+    return Method(f"TMD M = {outer}, N = {meta.inner_steps}", nfe, lambda caption, seed: decode(generate_tmd(
+        student, encode_caption(caption)[None], latent_shape(), seed, outer_steps=outer, inner_steps=meta.inner_steps,
+        outer_gamma=meta.outer_gamma, inner_gamma=meta.inner_gamma, inner_form=meta.inner_form, disable=True))[0])
+
+
 def build_methods(args: argparse.Namespace) -> list[Method]:
     teacher = load_wan(checkpoints.require(args.teacher), dtype=torch.float32)
     student, meta = load_student(checkpoints.require(args.tmd), checkpoints.require(args.tmd_head), dtype=torch.float32)
     dmd2v = load_wan(checkpoints.require(args.dmd2v), dtype=torch.float32)
-    shape = latent_shape()
-    negative = encode_caption(NEGATIVE_PROMPT)[None]
-
-    def teacher_row(steps: int) -> Method:
-        return Method(f"teacher Euler {steps} steps, CFG {args.cfg}", 2.0 * steps, lambda caption, seed: decode(
-            generate_teacher(teacher, encode_caption(caption)[None], negative, shape, seed, steps=steps, cfg=args.cfg,
-                             shift=args.shift, disable=True))[0])
-
-    def dmd2v_row(steps: int) -> Method:
-        return Method(f"DMD2-v {steps} step{'s' * (steps > 1)}", float(steps), lambda caption, seed: decode(
-            generate_plain(dmd2v, encode_caption(caption)[None], shape, seed, steps, disable=True))[0])
-
-    def tmd_row(outer: int) -> Method:
-        nfe = effective_nfe(outer, meta.inner_steps, student.head_blocks, len(student.wan.blocks))
-        return Method(f"TMD M = {outer}, N = {meta.inner_steps}", nfe, lambda caption, seed: decode(generate_tmd(
-            student, encode_caption(caption)[None], shape, seed, outer_steps=outer, inner_steps=meta.inner_steps,
-            outer_gamma=meta.outer_gamma, inner_gamma=meta.inner_gamma, inner_form=meta.inner_form, disable=True))[0])
-
-    return [teacher_row(args.teacher_steps), teacher_row(2), teacher_row(4), dmd2v_row(1), dmd2v_row(2), tmd_row(1),
-            tmd_row(2)]
+    return [teacher_method(teacher, steps, args.cfg, args.shift) for steps in (args.teacher_steps, 2, 4)] + [
+        plain_method(dmd2v, 1), plain_method(dmd2v, 2), tmd_method(student, meta, 1), tmd_method(student, meta, 2)]
 
 
 def real_method() -> Method:
     """Real clips of the caption (seeds disjoint from the held-out reference set)."""
     return Method("real clips (reference)", 0.0,
                   lambda caption, seed: make_clips(1, REAL_SEED + seed, caption)[0].frames)
+
+
+def held_out_detections(captions: list[str]) -> list:
+    """Detections of the held-out real clips (HELD_OUT_PER_PROMPT per caption) that Fréchet distances compare to."""
+    return [detect(clip.frames) for i, c in enumerate(captions)
+            for clip in make_clips(HELD_OUT_PER_PROMPT, HELD_OUT_SEED + i, c)]
 
 
 def evaluate(method: Method, captions: list[str], clips: int, held_out: list) -> tuple[dict, list[torch.Tensor]]:
@@ -166,8 +177,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     captions = pick_captions(args.prompts)
-    held_out = [detect(clip.frames) for i, c in enumerate(captions)
-                for clip in make_clips(HELD_OUT_PER_PROMPT, HELD_OUT_SEED + i, c)]
+    held_out = held_out_detections(captions)
     results, grid_rows = [], []
     for method in [real_method(), *build_methods(args)]:
         result, firsts = evaluate(method, captions, args.clips, held_out)

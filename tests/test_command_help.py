@@ -1,11 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """Every command's --help is help (not a run), and shows the defaults of its options."""
+import subprocess
+import sys
+
 import pytest
 
 from comfyui_tmd.benchmarks import comfy_overhead, cpu_speed, gpu_speed, toy_motion_steering, toy_quality
 from comfyui_tmd.benchmarks import toy_word_sensitivity
 from comfyui_tmd.toy import cli
-from comfyui_tmd.training import export, make_data, memory, toy_world, train
+from comfyui_tmd.training import encode_prompts, export, make_data, memory, toy_world, train
 
 # command: (its main, the argv before --help, one option whose default --help must show)
 COMMANDS = {
@@ -13,6 +16,7 @@ COMMANDS = {
     "training.toy_world": (toy_world.main, [], "(default: runs/toy)"),
     "training.train": (train.main, [], "(default: [])"),
     "training.make_data": (make_data.main, [], "(default: 100)"),
+    "training.encode_prompts": (encode_prompts.main, [], "(default: $COMFYUI_PATH)"),
     "training.export": (export.main, [], "(default: bf16)"),
     "benchmarks.toy_quality": (toy_quality.main, [], "(default: runs/benchmarks/toy_quality)"),
     "benchmarks.toy_motion_steering": (toy_motion_steering.main, [], "(default: runs/benchmarks/toy_motion_steering)"),
@@ -39,3 +43,12 @@ def test_help_shows_defaults(command, capsys):
 def test_memory_help_is_help_not_the_table(capsys):
     text = help_text(memory.main, [], capsys)
     assert text.startswith("usage:") and "estimated memory per GPU" in text and "| config |" not in text
+
+
+@pytest.mark.parametrize("module", ["comfyui_tmd.training.export", "comfyui_tmd.training.train"])
+def test_python_dash_m_runs_the_command_module_once(module):
+    """Importing the package must not import the command's module first (runpy then warns that it may
+    behave unpredictably, and the user sees a RuntimeWarning before the help)."""
+    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", module, "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "RuntimeWarning" not in done.stderr, done.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
@@ -80,6 +80,20 @@ def read_safetensors(path: str | os.PathLike, device: str = "cpu") -> tuple[dict
         raise CheckpointError(f"{path.name} is a damaged safetensors file ({err}).") from err
     _check_finite(tensors, path)
     return tensors, dict(header.get("__metadata__") or {})
+
+
+def read_tensors(path: str | os.PathLike, keys: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
+    """The named tensors of a safetensors file, one at a time on the CPU (the caller keeps what it needs), each
+    checked as `read_safetensors` checks a whole file. Validate the file with `read_header` first."""
+    path = Path(path)
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            for key in keys:
+                tensor = f.get_tensor(key)
+                _check_finite({key: tensor}, path)
+                yield key, tensor
+    except SafetensorError as err:
+        raise CheckpointError(f"{path.name} is a damaged safetensors file ({err}).") from err
 
 
 def _check_finite(tensors: Mapping[str, torch.Tensor], path: Path) -> None:

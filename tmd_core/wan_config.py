@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import torch
 
 from .errors import CheckpointError
+from .wan_variants import check_text_to_video
 
 
 UMT5_TOKENS = 512  # what Wan2.1's text encoder pads every prompt to
@@ -58,53 +59,72 @@ NAMED_CONFIGS: dict[str, WanConfig] = {
 
 # Prefixes official, ComfyUI and training-framework exports put in front of the bare Wan keys.
 KNOWN_KEY_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.", "net.")
+# Keys every Wan2.1 diffusion model has: the official name, and diffusers' name of the same tensor.
+WAN_MARKER_KEYS = ("head.modulation", "scale_shift_table")
+
+
+def key_prefix(keys: Iterable[str]) -> str:
+    """The wrapper prefix in front of the Wan keys (official or diffusers names), or "" when they are bare."""
+    keys = set(keys)
+    for prefix in KNOWN_KEY_PREFIXES:
+        if any(f"{prefix}{marker}" in keys for marker in WAN_MARKER_KEYS):
+            return prefix
+    return ""
 
 
 def strip_key_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Return the state dict with a common wrapper prefix removed, if every Wan key carries it."""
-    for prefix in KNOWN_KEY_PREFIXES:
-        if f"{prefix}head.modulation" in state_dict:
-            return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-    return dict(state_dict)
+    """Return the state dict with a common wrapper prefix removed, if every Wan key carries it (keys without it,
+    such as a full checkpoint's VAE or text encoder, are left out)."""
+    prefix = key_prefix(state_dict)
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
 
-def detect_wan_config(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> WanConfig:
+def detect_wan_config(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None,
+                      source: str = "the file") -> WanConfig:
     """Infer a WanConfig from bare Wan keys, the way ComfyUI does (heads = dim // 128 unless metadata says otherwise).
 
     A `config` metadata entry of the form {"transformer": {"num_heads": n}} (what newer ComfyUI reads) wins; this
     pack adds "text_len" there. Files without the entry (official Wan, ComfyUI's repackaging) pad to 512 tokens;
-    files this pack wrote before "text_len" existed take contexts as given, as they were trained.
+    files this pack wrote before "text_len" existed take contexts as given, as they were trained. The values may
+    be meta tensors: only shapes are read. `source` names the model in errors.
     """
-    if "head.modulation" not in state_dict or "patch_embedding.weight" not in state_dict:
-        raise CheckpointError("the file is not a Wan diffusion model: "
-                              "it has no 'head.modulation' or 'patch_embedding.weight' key.")
-    if "img_emb.proj.0.bias" in state_dict:
-        raise CheckpointError("the file is a Wan image-to-video model; TMD here supports text-to-video Wan2.1 only.")
-    dim = state_dict["head.modulation"].shape[-1]
+    wan_keys = ("head.modulation", "head.head.weight", "patch_embedding.weight")
+    if any(key not in state_dict for key in wan_keys):
+        raise CheckpointError(f"{source} is not a Wan diffusion model: it has no "
+                              f"{' / '.join(repr(k) for k in wan_keys if k not in state_dict)} key.")
+
+    def shape(key: str) -> torch.Size:
+        if key not in state_dict:
+            raise CheckpointError(f"{source} is missing the Wan key {key}.")
+        return state_dict[key].shape
+
+    patch = shape("patch_embedding.weight")
+    out_dim = shape("head.head.weight")[0] // (patch[2] * patch[3] * patch[4])
+    check_text_to_video(state_dict, patch[1], out_dim, source)
+    dim = shape("head.modulation")[-1]
     num_layers = 0
     while f"blocks.{num_layers}.modulation" in state_dict:
         num_layers += 1
     if num_layers == 0:
-        raise CheckpointError("the Wan file has no 'blocks.0.*' keys, so its depth cannot be read.")
+        raise CheckpointError(f"{source} has no Wan 'blocks.0.*' keys, so its depth cannot be read.")
     num_heads, text_len = max(1, dim // 128), UMT5_TOKENS
     if metadata and "config" in metadata:
         try:
             transformer = json.loads(metadata["config"]).get("transformer", {})
             num_heads, text_len = int(transformer.get("num_heads", num_heads)), transformer.get("text_len")
         except (ValueError, AttributeError) as err:
-            raise CheckpointError(f"the file's 'config' metadata is not valid JSON "
+            raise CheckpointError(f"{source}'s 'config' metadata is not valid JSON "
                                   f"with a transformer section ({err}).") from err
-    patch = state_dict["patch_embedding.weight"]
     return WanConfig(
         dim=dim,
-        ffn_dim=state_dict["blocks.0.ffn.0.weight"].shape[0],
+        ffn_dim=shape("blocks.0.ffn.0.weight")[0],
         num_heads=num_heads,
         num_layers=num_layers,
-        in_dim=patch.shape[1],
-        out_dim=state_dict["head.head.weight"].shape[0] // (patch.shape[2] * patch.shape[3] * patch.shape[4]),
-        text_dim=state_dict["text_embedding.0.weight"].shape[1],
-        freq_dim=state_dict["time_embedding.0.weight"].shape[1],
-        patch_size=tuple(patch.shape[2:]),
+        in_dim=patch[1],
+        out_dim=out_dim,
+        text_dim=shape("text_embedding.0.weight")[1],
+        freq_dim=shape("time_embedding.0.weight")[1],
+        patch_size=tuple(patch[2:]),
         text_len=text_len,
     )
 

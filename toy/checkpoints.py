@@ -18,9 +18,10 @@ MADE_BY = {path: _TRAIN for path in (TEACHER, TMD_STUDENT, TMD_HEAD, DMD2V_STUDE
 
 
 def require(path: str | Path) -> Path:
-    """`path` if it exists; otherwise one sentence naming it and, for the toy world's own files, what makes it."""
+    """`path` if it exists (a file, or a folder such as a sharded Wan release); otherwise one sentence naming it
+    and, for the toy world's own files, what makes it."""
     path = Path(path)
-    if path.is_file():
+    if path.exists():
         return path
     made_by = MADE_BY.get(path.resolve())
     how = f"; make it with `{made_by}`" if made_by else ""

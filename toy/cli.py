@@ -104,8 +104,10 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--cfg", type=float, help=f"teacher's classifier-free guidance scale; the student takes none "
                                                f"(default: {TEACHER_CFG:g})")
     gen.add_argument("--shift", type=float, help=f"teacher's schedule shift (default: {TEACHER_SHIFT:g})")
-    gen.add_argument("--wan", help=f"Wan diffusion-model file (default: {checkpoints.TMD_STUDENT.name}, "
-                                   f"or {checkpoints.TEACHER.name} with --teacher, in toy/checkpoints/)")
+    gen.add_argument("--wan", help=f"Wan2.1 diffusion model: a .safetensors file, a sharded release's index JSON "
+                                   f"or folder, or a diffusers transformer folder (default: "
+                                   f"{checkpoints.TMD_STUDENT.name}, or {checkpoints.TEACHER.name} with --teacher, "
+                                   "in toy/checkpoints/)")
     gen.add_argument("--head", help=f"flow-head file of the student (default: {checkpoints.TMD_HEAD.name})")
     gen.add_argument("--context-file", help="safetensors with 'context' (and 'negative_context') for non-toy models")
     gen.add_argument("--frames", type=int, default=FRAMES,

@@ -10,17 +10,22 @@ For scripts (as training/toy_world.py trains the toy world):
 
 Stages: "1" TMMeanFlow, "2" TMDDistillation, "dmd2v" DMD2V (baseline), "fm" FlowMatching; a new algorithm
 subclasses `Algorithm` and is added to `trainer.ALGORITHMS`.
-"""
-from .algorithm import Algorithm
-from .config import STAGES, TrainConfig, config_from_dict, load_config
-from .export import export_model
-from .flow_matching import FlowMatching
-from .shards import ShardReader, write_shard
-from .stage1 import TMMeanFlow
-from .stage2 import DMD2V, TMDDistillation
-from .trainer import ALGORITHMS, Trainer
 
-__all__ = [
-    "ALGORITHMS", "Algorithm", "DMD2V", "FlowMatching", "STAGES", "ShardReader", "TMDDistillation", "TMMeanFlow",
-    "TrainConfig", "Trainer", "config_from_dict", "export_model", "load_config", "write_shard",
-]
+The names below are imported on first use (PEP 562), so `python -m comfyui_tmd.training.<command>` runs its
+command module once, not also as a side effect of importing the package.
+"""
+import importlib
+
+_HOMES = {
+    "ALGORITHMS": "trainer", "Algorithm": "algorithm", "DMD2V": "stage2", "FlowMatching": "flow_matching",
+    "STAGES": "config", "ShardReader": "shards", "TMDDistillation": "stage2", "TMMeanFlow": "stage1",
+    "TrainConfig": "config", "Trainer": "trainer", "config_from_dict": "config", "export_model": "export",
+    "load_config": "config", "write_shard": "shards",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)

@@ -28,7 +28,9 @@ PLAN_KEY = "plan"  # top-level section of a config that lists a pipeline's runs 
 
 @dataclasses.dataclass
 class ModelConfig:
-    teacher: str | None = None  # Wan2.1 T2V diffusion-model file; None = a random `wan` (smoke tests only)
+    # Wan2.1 T2V diffusion model (a file, a sharded release's index JSON or folder, a diffusers transformer folder);
+    # None = a random `wan` (smoke tests only)
+    teacher: str | None = None
     wan: str | None = "tiny"  # named size (tmd_core.NAMED_CONFIGS) of the random teacher, else checked against the file
     teacher_seed: int = 0  # seed of that random teacher
     head_blocks: int = 5  # H (paper: 5 for both 1.3B and 14B)
@@ -85,6 +87,9 @@ class Stage2Config:
     disc_lr: float = 1e-5  # paper
     normalizer: str = "dmd"  # "dmd": 1/mean|x̂ − g_teacher| (DMD, FastGen); "paper": 1/||g_fake − g_teacher||_1
     student_x0: str = "denoised"  # x̂ = x_t − t·ŷ ("denoised", what inference computes) or x1 − ŷ ("eq15")
+    # inner steps the student's gradient flows through: "all" N (the paper's rollout) or "last" (the first N − 1
+    # run without autograd; the backbone still gets gradient through the last step's features)
+    rollout_grad: str = "all"
     # the student's (paper: lr 1e-5 for both sizes); clipped at norm 10 as FastGen clips DMD2 (the paper is silent)
     optim: OptimConfig = dataclasses.field(default_factory=lambda: OptimConfig(lr=1e-5, grad_clip=10.0))
 
@@ -193,7 +198,8 @@ def check(config: TrainConfig) -> None:
         raise TrainingConfigError(f"model.inner_form: {err}") from err
     choices = {"run.precision": (r.precision, ("bf16", "fp32")), "run.distributed": (r.distributed, ("ddp", "fsdp")),
                "stage2.normalizer": (s2.normalizer, ("dmd", "paper")),
-               "stage2.student_x0": (s2.student_x0, ("denoised", "eq15"))}
+               "stage2.student_x0": (s2.student_x0, ("denoised", "eq15")),
+               "stage2.rollout_grad": (s2.rollout_grad, ("all", "last"))}
     for name, (value, allowed) in choices.items():
         if value not in allowed:
             raise TrainingConfigError(f"{name} is {value!r}; expected one of {', '.join(allowed)}.")

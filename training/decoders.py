@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from ..toy.latent import decode as toy_decode
+from .comfyui_checkout import import_comfyui
 from .errors import TrainingConfigError
 
 Decoder = Callable[[torch.Tensor], torch.Tensor]
@@ -38,7 +38,7 @@ def make_decoder(spec: str, device: torch.device) -> Decoder | None:
     if kind == "diffusers":
         return DiffusersWanDecoder(Path(location), device)
     if kind == "comfyui":
-        return ComfyUIWanDecoder(Path(location))
+        return ComfyUIWanDecoder(Path(location), device)
     raise TrainingConfigError(f"validation.decoder is {spec!r}; expected toy, none, diffusers:<folder> or "
                               "comfyui:<file>.")
 
@@ -70,15 +70,15 @@ class DiffusersWanDecoder:
         return ((video.float().cpu() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 4, 1)  # [B, F, H', W', 3]
 
 
-def _import_comfy():
-    """ComfyUI's `comfy` package: importable already, or from the checkout named by COMFYUI_PATH (added to
-    sys.path only here, when a config asks for ComfyUI's decoder)."""
+def _import_comfy(device: torch.device):
+    """ComfyUI's `comfy` package: importable already, or from the checkout named by COMFYUI_PATH (put on sys.path
+    only here, when a config asks for ComfyUI's decoder)."""
     if importlib.util.find_spec("comfy") is None:
         root = os.environ.get("COMFYUI_PATH")
         if not root or not (Path(root) / "comfy").is_dir():
             raise TrainingConfigError("validation.decoder comfyui:<file> needs ComfyUI: set COMFYUI_PATH to a ComfyUI "
                                       f"checkout (it is {root!r}).")
-        sys.path.insert(0, str(Path(root).resolve()))
+        import_comfyui(root, device.type)
     import comfy.latent_formats
     import comfy.sd
     import comfy.utils
@@ -89,10 +89,10 @@ def _import_comfy():
 class ComfyUIWanDecoder:
     """A Wan2.1 VAE file loaded by ComfyUI's own VAE loader, on the device ComfyUI's memory manager picks."""
 
-    def __init__(self, file: Path):
+    def __init__(self, file: Path, device: torch.device):
         if not file.is_file() or file.suffix != ".safetensors":
             raise TrainingConfigError(f"validation.decoder comfyui:{file} must be a Wan2.1 VAE .safetensors file.")
-        comfy = _import_comfy()
+        comfy = _import_comfy(device)
         self.vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(file), safe_load=True))
         self.latent_format = comfy.latent_formats.Wan21()
 

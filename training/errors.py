@@ -9,3 +9,7 @@ class TrainingConfigError(TMDError, ValueError):
 
 class ShardError(TMDError, ValueError):
     """A data shard is missing, truncated, corrupt, or disagrees with the other shards."""
+
+
+class PromptEncodingError(TMDError, ValueError):
+    """A prompt file, text encoder or tokenizer is missing, of the wrong kind, or holds nothing to encode."""

@@ -7,10 +7,12 @@ NVlabs rCM data were made with Euler 100 steps, shift 3, CFG 5; those are the de
 each latent's initial noise (the noise–data pairs of the one-step baseline's KD warm-up, App. A.3: CFG 5 with
 skip-layer guidance at block 10, read as the unconditional pass skipping that block: `--skip-blocks 10`).
 
-Prompt file: a safetensors file with `context` [P, L, 4096] (umT5 embeddings, see shards.py for how to
-make them) and `negative_context` [1, L, 4096]; an optional `prompts` metadata entry (JSON list) is
-carried into the shards.
+Prompt file: a safetensors file with `context` [P, L, 4096] (umT5 embeddings) and `negative_context`
+[1, L, 4096]; an optional `prompts` metadata entry (JSON list) is carried into the shards. `encode_prompts`
+makes one from a text file of prompts (one a line) with ComfyUI's or Hugging Face's umT5:
 
+    python -m comfyui_tmd.training.encode_prompts prompts.txt --out prompts.safetensors \\
+        --text-encoder umt5_xxl_fp8_e4m3fn_scaled.safetensors --comfyui /path/to/ComfyUI
     python -m comfyui_tmd.training.make_data --teacher wan.safetensors --prompts prompts.safetensors \\
         --out data/ --latent 16,21,60,104 [--steps 100 --shift 3 --cfg 5 --per-shard 64 --seed 0]
         [--pairs --skip-blocks 10]
@@ -64,9 +66,22 @@ def generate_shards(teacher: nn.Module, context: torch.Tensor, negative_context:
     return paths
 
 
+def load_prompt_file(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
+    """Context [P, L, D], negative context [1, L, D] and the prompts (None when the file names none) of a
+    prompt file, as `encode_prompts` writes it."""
+    tensors, metadata = read_safetensors(path)
+    if "context" not in tensors or "negative_context" not in tensors:
+        raise ShardError(f"{path} needs tensors 'context' and 'negative_context', it has {sorted(tensors)}.")
+    prompts = json.loads(metadata["prompts"]) if "prompts" in metadata else None
+    return tensors["context"], tensors["negative_context"], prompts
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argument_parser("Generate training shards from a Wan teacher and prompt embeddings.")
-    parser.add_argument("--teacher", required=True, help="Wan2.1 T2V diffusion-model safetensors file")
+    parser.add_argument("--teacher", required=True,
+                        help="the teacher: a Wan2.1 T2V diffusion model, as a .safetensors file (official or "
+                        "ComfyUI's, fp8 scaled included), a sharded release's index JSON or folder, or a diffusers "
+                        "transformer folder")
     parser.add_argument("--prompts", required=True, help="safetensors with context [P, L, 4096] and negative_context")
     parser.add_argument("--out", required=True, type=Path, help="folder for the shards")
     parser.add_argument("--latent", required=True, help="latent C,T,H,W, e.g. 16,21,60,104 for 480p 81 frames")
@@ -84,17 +99,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="bf16" if torch.cuda.is_available() else "fp32",
                         help="the teacher's weight dtype")
     args = parser.parse_args(argv)
-    tensors, metadata = read_safetensors(args.prompts)
-    if "context" not in tensors or "negative_context" not in tensors:
-        raise ShardError(f"{args.prompts} needs tensors 'context' and 'negative_context', it has {sorted(tensors)}.")
+    context, negative_context, prompts = load_prompt_file(args.prompts)
     latent = tuple(int(v) for v in args.latent.split(","))
     if len(latent) != 4:
         raise ShardError(f"--latent {args.latent!r} must be four numbers C,T,H,W.")
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     teacher = load_wan(args.teacher, dtype=dtype, device=args.device).eval()
-    prompts = json.loads(metadata["prompts"]) if "prompts" in metadata else None
     with torch.no_grad():
-        paths = generate_shards(teacher, tensors["context"], tensors["negative_context"], args.out, latent, args.steps,
+        paths = generate_shards(teacher, context, negative_context, args.out, latent, args.steps,
                                 args.shift, args.cfg, args.per_shard, args.batch, args.seed, prompts, args.pairs,
                                 tuple(args.skip_blocks))
     print(f"wrote {len(paths)} shards to {args.out}")

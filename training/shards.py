@@ -9,11 +9,11 @@ A shard is one safetensors file holding
                                          pairs for the KD warm-up, `make_data --pairs`)
 and a `tmd_shard` metadata entry (JSON: format version, count, optional prompts and source).
 
-Making embeddings for real Wan (this pack ships no downloader): encode each prompt with the umT5-XXL
-encoder that Wan2.1 uses and keep the last hidden state, [tokens, 4096], padded with zeros to 512.
-Either run the official Wan2.1 repository's T5 encoder (`umt5-xxl-enc-bf16.pth`, text_len 512), or
-in ComfyUI load `umt5_xxl_fp8_e4m3fn_scaled.safetensors` with CLIPLoader (type "wan"), encode with
-CLIPTextEncode and save the conditioning tensor. The negative prompt is Wan's default (the paper's Table 8).
+Making embeddings for real Wan (this pack ships no downloader): `encode_prompts` encodes a text file of
+prompts with the umT5-XXL encoder that Wan2.1 uses, through ComfyUI's text encoder
+(`umt5_xxl_fp8_e4m3fn_scaled.safetensors`, as CLIPLoader type "wan" and CLIPTextEncode run it) or Hugging
+Face transformers, and writes the last hidden state of each prompt's tokens, [tokens, 4096], padded with zeros
+to 512, plus Wan's default negative prompt (the paper's Table 8); `make_data` reads that file.
 Latents come from the Wan2.1 VAE, or from the teacher itself through `make_data` (the paper trains on
 teacher-generated videos).
 

@@ -8,9 +8,9 @@ Roles: `student` (trainable), `teacher` (frozen real score, CFG 5 with the negat
 Iteration k: if k % 5 == 0 the student takes a step on L_VSD + 0.03·L_GAN; otherwise the fake score
 and the discriminator each take one (one backward, disjoint graphs). Student input: t_i ~ Unif{t_1..t_M},
 x_{t_i} noised real data (no outer backward simulation; pure noise t·x1 at the grid top). TMD: backbone
-once, then all N head steps with gradients (`inner_rollout`, the sampler's own loop). The student's
-sample is x̂ = x_t − t·ŷ by default ("denoised": what the sampler computes, and the baseline's form),
-or Eq. 15's literal x1 − ŷ ("eq15"); the paper leaves the choice open.
+once, then all N head steps with gradients (`inner_rollout`, the sampler's own loop; `rollout_grad: last`
+keeps the last step's only). The student's sample is x̂ = x_t − t·ŷ by default ("denoised": what the sampler
+computes, and the baseline's form), or Eq. 15's literal x1 − ŷ ("eq15"); the paper leaves the choice open.
 DMD noise: t ~ shift_5(U[0.001, 0.999]), one noise ε shared by the fake sample and the discriminator's
 real sample (FastGen's `gan_use_same_t_noise`).
 """
@@ -20,6 +20,7 @@ import torch
 
 from ..tmd_core.grids import tmd_grid
 from ..tmd_core.guidance import guided
+from ..tmd_core.inner_form import flow_map_step
 from ..tmd_core.sampler import inner_rollout
 from ..tmd_core.student import TMDStudent
 from .algorithm import Algorithm
@@ -44,12 +45,20 @@ def _discriminate(discriminator, features: list[torch.Tensor], train: bool) -> t
     return discriminator(features)
 
 
-def _tmd_rollout(student: TMDStudent, x_t, t, context, y1, inner_grid: list[float], inner_form: str) -> torch.Tensor:
-    """ŷ of one outer step: backbone once, N head steps from y1, gradients through all of them when enabled."""
+def _tmd_rollout(student: TMDStudent, x_t, t, context, y1, inner_grid: list[float], inner_form: str,
+                 rollout_grad: str = "all") -> torch.Tensor:
+    """ŷ of one outer step: backbone once, N head steps from y1. When autograd is on, gradients flow through all
+    N steps ("all") or the last only ("last": the first N − 1 run under no_grad, so the last step's input is a
+    constant; the backbone's features still get gradient through that step)."""
     features = student.backbone(x_t, t, context)
     times = [student.head_time(torch.full_like(t, s), torch.full_like(t, r), x_t.dtype)
              for s, r in zip(inner_grid[:-1], inner_grid[1:], strict=True)]
-    return inner_rollout(student, features, y1, times, inner_grid, inner_form=inner_form)
+    if rollout_grad == "all":
+        return inner_rollout(student, features, y1, times, inner_grid, inner_form=inner_form)
+    with torch.no_grad():
+        y = inner_rollout(student, features, y1, times[:-1], inner_grid[:-1], inner_form=inner_form)
+    s, r = inner_grid[-2], inner_grid[-1]
+    return flow_map_step(y, student.head(features, y, times[-1]), y1, s, r, inner_form)
 
 
 class DMD2V(Algorithm):
@@ -156,7 +165,7 @@ class TMDDistillation(DMD2V):
     def generate(self, x_t: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         y1 = self.randn_like(x_t)
         y_hat = self.call("student", _tmd_rollout, x_t, t, context, y1, self.inner_grid,
-                          self.config.model.inner_form).float()
+                          self.config.model.inner_form, self.config.stage2.rollout_grad).float()
         if self.config.stage2.student_x0 == "eq15":
             return x1 - y_hat
         return x0_from_velocity(x_t, t, y_hat)

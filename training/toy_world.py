@@ -27,7 +27,7 @@ from ..toy import checkpoints
 from ..toy.clips import make_clips
 from ..toy.latent import encode
 from ..toy.text import NEGATIVE_PROMPT, encode_caption, encode_captions
-from .config import PLAN_KEY, load_config, read_yaml
+from .config import PLAN_KEY, TrainConfig, load_config, read_yaml
 from .errors import TrainingConfigError
 from .models import HEAD_FILE, STUDENT_FILE
 from .shards import write_shard
@@ -68,21 +68,33 @@ def make_data(folder: Path, count: int = CLIPS) -> list[str]:
     return [str(folder / "clips_*.safetensors")]
 
 
-def run_stage(stage: str, out: Path, shards: list[str], scale: float) -> Path:
+def stage_overrides(stage: str, shards: list[str], scale: float) -> dict:
+    """What the pipeline sets for `stage` over the config: its data, the plan's iterations × `scale`, and a
+    checkpoint interval scaled alike."""
     step = load_plan(CONFIG)[stage]
-    overrides = {"data.shards": shards, "run.iterations": max(1, round(step["iterations"] * scale)),
-                 "run.checkpoint_every": max(1, round(100 * scale))}
-    if stage != "fm":
-        overrides["model.teacher"] = str(out / "fm" / "export" / STUDENT_FILE)
-    if step.get("init_from") is not None:
-        overrides["model.init_student"] = str(out / step["init_from"] / "export")
-    trainer = Trainer(load_config(CONFIG, overrides), stage=stage, out=out / stage)
+    return {"data.shards": shards, "run.iterations": max(1, round(step["iterations"] * scale)),
+            "run.checkpoint_every": max(1, round(100 * scale))}
+
+
+def train_stage(config: TrainConfig, stage: str, folder: Path) -> Path:
+    """Train `stage` in `folder`, continuing from its newest checkpoint; returns its export folder."""
+    trainer = Trainer(config, stage=stage, out=folder)
     trainer.resume()
     began = time.perf_counter()
     export = trainer.run()
     seconds = time.perf_counter() - began
     print(f"stage {stage}: {trainer.iteration} iterations, {seconds:.0f} s this session -> {export}")
     return export
+
+
+def run_stage(stage: str, out: Path, shards: list[str], scale: float) -> Path:
+    overrides = stage_overrides(stage, shards, scale)
+    if stage != "fm":
+        overrides["model.teacher"] = str(out / "fm" / "export" / STUDENT_FILE)
+    init_from = load_plan(CONFIG)[stage].get("init_from")
+    if init_from is not None:
+        overrides["model.init_student"] = str(out / init_from / "export")
+    return train_stage(load_config(CONFIG, overrides), stage, out / stage)
 
 
 def install(out: Path, target: Path = checkpoints.CHECKPOINT_DIR) -> None:

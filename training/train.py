@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="1 TM-MeanFlow, 2 TMD distillation, dmd2v the DMD2-v baseline, fm a flow-matching teacher")
     parser.add_argument("--out", required=True, help="output folder: checkpoints/, log.csv, loss_curve.png, export/")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config entry")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config entry, e.g. model.teacher=Wan2.1-T2V-14B/ (a Wan file, index JSON or "
+                        "folder)")
     args = parser.parse_args(argv)
     config = load_config(args.config, parse_overrides(args.set))
     trainer = Trainer(config, args.stage, args.out)
