@@ -26,11 +26,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..tmd_core import (CFGDenoiser, FlowHeadMeta, TMDStudent, effective_nfe, generate_teacher, generate_tmd,
-                        load_student, load_wan, sample_euler)
+from ..tmd_core import (FlowHeadMeta, TMDStudent, effective_nfe, generate_teacher, generate_tmd,
+                        load_student, load_wan)
 from ..tmd_core.command_line import argument_parser, run_command
-from ..tmd_core.grids import tmd_sigmas
-from ..tmd_core.sampler import seeded_noise
+from ..tmd_core.sampler import generate_plain
 from ..toy import checkpoints
 from ..toy.clips import make_clips
 from ..toy.detector import detect
@@ -55,14 +54,6 @@ class Method:
     sample: Sampler
 
 
-def generate_plain(wan: torch.nn.Module, context: torch.Tensor, shape: tuple[int, ...], seed: int,
-                   steps: int) -> torch.Tensor:
-    """A plain Wan student (DMD2-v): Euler without CFG on the TMD outer grid; latent of `shape`."""
-    sigmas = tmd_sigmas(steps)
-    noise, _ = seeded_noise(shape, seed)
-    return sample_euler(CFGDenoiser(wan, context, None, cfg=1.0), sigmas[0] * noise, sigmas, disable=True)
-
-
 def teacher_method(teacher: torch.nn.Module, steps: int, cfg: float, shift: float) -> Method:
     """The teacher's Euler with CFG (two model calls a step) on its shifted schedule."""
     shape, negative = latent_shape(), encode_caption(NEGATIVE_PROMPT)[None]
@@ -74,7 +65,7 @@ def teacher_method(teacher: torch.nn.Module, steps: int, cfg: float, shift: floa
 def plain_method(wan: torch.nn.Module, steps: int) -> Method:
     """A plain Wan student (DMD2-v) at `steps` Euler steps without CFG on the TMD outer grid."""
     return Method(f"DMD2-v {steps} step{'s' * (steps > 1)}", float(steps), lambda caption, seed: decode(
-        generate_plain(wan, encode_caption(caption)[None], latent_shape(), seed, steps))[0])
+        generate_plain(wan, encode_caption(caption)[None], latent_shape(), seed, steps, disable=True))[0])
 
 
 def tmd_method(student: TMDStudent, meta: FlowHeadMeta, outer: int) -> Method:

@@ -16,9 +16,10 @@ COMFYUI = {"comfy", "comfy_api", "comfy_api_nodes", "comfy_config", "comfy_execu
            "execution", "folder_paths", "latent_preview", "node_helpers", "nodes", "server", "cuda_malloc"}
 NO_COMFYUI = ("tmd_core", "kernels", "toy", "training", "benchmarks")
 NODES_MAY_USE = {"nodes", "tmd_core", "kernels", "toy"}
-# imports ComfyUI from the checkout --comfyui names, inside a function, for the offline tools that use it (the
-# umT5 encoder of encode_prompts, the ComfyUI-overhead benchmark); never at module level
-COMFYUI_INSIDE_FUNCTIONS = {"training/comfyui_checkout.py"}
+# import ComfyUI inside a function, never at module level: training/comfyui_checkout.py imports it from the checkout
+# --comfyui names for the offline tools that use it (encode_prompts' umT5, the overhead benchmark, validation's
+# `comfyui:<file>` decoder, which then imports the ComfyUI modules it uses)
+COMFYUI_INSIDE_FUNCTIONS = {"training/comfyui_checkout.py", "training/decoders.py"}
 MAY_IMPORT_TRAINING = ("training", "benchmarks", "tests")  # the offline tools; never nodes/, the core or the toy
 
 

@@ -1,6 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Sizes and helpers shared by the training tests (tests/training/)."""
+import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -24,3 +27,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def torchrun_training(config_dict: dict, stage: str, out: Path) -> subprocess.CompletedProcess:
+    """Train `stage` of the config in two gloo processes under torchrun (torchrun_worker.py), output in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = out / "config.json"
+    config_path.write_text(json.dumps(config_dict))
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(TORCHRUN_WORKER),
+                           str(config_path), stage, str(out)], capture_output=True, text=True, timeout=600)

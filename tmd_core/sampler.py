@@ -225,3 +225,13 @@ def generate_teacher(wan: nn.Module, context: torch.Tensor, negative_context: to
     x = noise.to(context.device, context.dtype)
     denoiser = CFGDenoiser(wan, context, negative_context, cfg, batch_cfg, skip_blocks)
     return sample_euler(denoiser, x, sigmas, callback=callback, disable=disable)
+
+
+def generate_plain(wan: nn.Module, context: torch.Tensor, latent_shape: tuple[int, ...], seed: int, steps: int = 2,
+                   gamma: float = 10.0, disable: bool | None = None) -> torch.Tensor:
+    """A plain few-step Wan student (the DMD2-v baseline): Euler without CFG on the TMD outer grid
+    tmd_sigmas(steps, γ), starting from σ_0 · noise as the TMD sampler does; latent of `latent_shape`."""
+    sigmas = tmd_sigmas(check_step_count("outer steps M", steps), gamma).to(context.device)
+    noise, _ = seeded_noise(latent_shape, seed)
+    x = sigmas[0] * noise.to(context.device, context.dtype)
+    return sample_euler(CFGDenoiser(wan, context, None, cfg=1.0), x, sigmas, disable=disable)

@@ -146,5 +146,6 @@ def write_clip(frames: torch.Tensor, path: str | Path, fps: float = 4.0, scale: 
 def write_png(image: torch.Tensor, path: str | Path, scale: int = 1) -> Path:
     """Image [H, W, 3] in [0, 1] -> PNG file, enlarged `scale` times."""
     path = Path(path)
-    path.write_bytes(png_bytes(to_uint8(image[None], scale)[0]))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(png_bytes(to_uint8(image[None], scale)[0]))
     return path

@@ -125,6 +125,26 @@ class RunConfig:
 
 
 @dataclasses.dataclass
+class ValidationConfig:
+    """Samples of the current student at fixed prompts and seeds during training (training/validation.py): clips, a
+    contact sheet and TensorBoard videos per validation, written by the main process only."""
+
+    every: int = 0  # iterations between validations (and after the last one); 0 = off
+    # toy captions (a list, encoded by toy/text.py) or a prompt-embedding file in make_data's format:
+    # context [P, L, 4096] and negative_context [1, L, 4096], with an optional `prompts` metadata list
+    prompts: str | list[str] | None = None
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0])  # one sample per prompt and seed
+    outer_steps: int | None = None  # M of the student's sampler; null = model.outer_steps
+    inner_steps: int | None = None  # N of a TMD student's sampler; null = model.inner_steps
+    teacher_steps: int = 16  # stage fm: Euler steps with CFG (a preview; the toy CLI's teacher takes 50)
+    teacher_cfg: float = 5.0  # stage fm: CFG scale of those steps (Wan's default)
+    latent_shape: list[int] | None = None  # [C, T, H, W] of the samples; null = data.latent_shape
+    decoder: str = "none"  # toy | diffusers:<Wan VAE folder> | comfyui:<Wan VAE file> | none (latents only)
+    fps: float = 16.0  # of the clips (Wan2.1 makes 16 frames a second)
+    sheet_frames: int = 4  # frames across each row of the contact sheet
+
+
+@dataclasses.dataclass
 class TrainConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -133,6 +153,7 @@ class TrainConfig:
     flow_matching: FlowMatchingConfig = dataclasses.field(default_factory=FlowMatchingConfig)
     kd: KDConfig = dataclasses.field(default_factory=KDConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
 
     def __post_init__(self):
         check(self)
@@ -146,9 +167,10 @@ class TrainConfig:
                 "kd": self.kd}[stage].optim
 
     def fingerprint(self, stage: str) -> str:
-        """Hash of everything a resumed run must share with the run it continues (not the run length or logging,
-        nor the micro-batch: accumulation leaves the step unchanged, so a run may resume on other GPUs)."""
-        frozen = {k: v for k, v in self.to_dict().items() if k != "run"}
+        """Hash of everything a resumed run must share with the run it continues (not the run length, logging or
+        validation, none of which changes the training trajectory, nor the micro-batch: accumulation leaves the
+        step unchanged, so a run may resume on other GPUs)."""
+        frozen = {k: v for k, v in self.to_dict().items() if k not in ("run", "validation")}
         del frozen["data"]["micro_batch"]
         frozen["seed"], frozen["stage"] = self.run.seed, stage
         return hashlib.sha256(json.dumps(frozen, sort_keys=True).encode()).hexdigest()[:16]
@@ -188,6 +210,7 @@ def check(config: TrainConfig) -> None:
     for name, (value, allowed) in choices.items():
         if value not in allowed:
             raise TrainingConfigError(f"{name} is {value!r}; expected one of {', '.join(allowed)}.")
+    _check_validation(config.validation)
 
 
 def _check_optim(name: str, optim: OptimConfig) -> None:
@@ -197,6 +220,28 @@ def _check_optim(name: str, optim: OptimConfig) -> None:
         raise TrainingConfigError(f"{name}.grad_clip must be positive or null, got {optim.grad_clip}.")
     if optim.ema_decay is not None and not 0.0 <= optim.ema_decay < 1.0:
         raise TrainingConfigError(f"{name}.ema_decay must lie in [0, 1) or be null, got {optim.ema_decay}.")
+
+
+def _check_validation(v: ValidationConfig) -> None:
+    counts = {"validation.every": (v.every, 0), "validation.teacher_steps": (v.teacher_steps, 1),
+              "validation.sheet_frames": (v.sheet_frames, 1), "validation.outer_steps": (v.outer_steps, 1),
+              "validation.inner_steps": (v.inner_steps, 1)}  # the step counts may be null (the model's M, N)
+    for name, (value, least) in counts.items():
+        if value is not None and value < least:
+            raise TrainingConfigError(f"{name} must be at least {least}, got {value}.")
+    if isinstance(v.prompts, list) and not all(isinstance(caption, str) for caption in v.prompts):
+        raise TrainingConfigError(f"validation.prompts must be a file name or a list of captions, got {v.prompts!r}.")
+    if not all(isinstance(seed, int) and not isinstance(seed, bool) for seed in v.seeds):
+        raise TrainingConfigError(f"validation.seeds must be whole numbers, got {v.seeds!r}.")
+    if v.every and not (v.prompts and v.seeds):
+        raise TrainingConfigError("validation.every is set but validation.prompts or validation.seeds is empty; give "
+                                  "toy captions or a prompt-embedding file, and at least one seed.")
+    kind, _, location = v.decoder.partition(":")
+    if not (v.decoder in ("toy", "none") or (kind in ("diffusers", "comfyui") and location)):
+        raise TrainingConfigError(f"validation.decoder is {v.decoder!r}; expected toy, none, diffusers:<folder> or "
+                                  "comfyui:<file>.")
+    if not v.fps > 0:
+        raise TrainingConfigError(f"validation.fps must be positive, got {v.fps}.")
 
 
 def _build(cls, values: dict, where: str, base=None):
@@ -229,6 +274,8 @@ def _scalar(hint, value, name: str):
     allowed = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
     if value is None and type(None) in allowed:
         return None
+    if isinstance(value, list) and any(typing.get_origin(kind) is list for kind in allowed):
+        return value  # a field that may also be a list (validation.prompts); its section checks the items
     if float in allowed:
         if isinstance(value, str):
             try:

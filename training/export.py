@@ -27,7 +27,7 @@ from ..tmd_core.wan_config import WanConfig
 from ..tmd_core.wan_loading import save_wan
 from ..tmd_core.wan_model import WanDiT
 from .checkpoints import latest_checkpoint
-from .config import TrainConfig, config_from_dict
+from .config import ModelConfig, TrainConfig, config_from_dict
 from .errors import TrainingConfigError
 from .models import HEAD_FILE, STUDENT_FILE, flow_head_spec
 
@@ -62,16 +62,24 @@ def module_from_checkpoint(checkpoint: Path) -> tuple[nn.Module, str, TrainConfi
     trainer = json.loads((checkpoint / "trainer.json").read_text())
     config, stage = config_from_dict(trainer["config"]), trainer["stage"]
     wan_config = trainer["wan_config"]
-    with torch.device("meta"):
-        wan = WanDiT(WanConfig(**{**wan_config, "patch_size": tuple(wan_config["patch_size"])}))
-        module = TMDStudent.from_teacher(wan, flow_head_spec(config.model)) if stage in ("1", "2") else wan
-    module = module.to_empty(device="cpu")
     role = EXPORTED_ROLE[stage]
     weights, _ = read_safetensors(checkpoint / f"{role}.safetensors")
     if (checkpoint / f"{role}.ema.safetensors").is_file():
         weights.update(read_safetensors(checkpoint / f"{role}.ema.safetensors")[0])
+    wan_config = WanConfig(**{**wan_config, "patch_size": tuple(wan_config["patch_size"])})
+    return exported_module(stage, wan_config, config.model, weights), stage, config, trainer["iteration"]
+
+
+def exported_module(stage: str, wan_config: WanConfig, model: ModelConfig,
+                    weights: dict[str, torch.Tensor]) -> nn.Module:
+    """The exported role of `stage` on the CPU holding the full `weights`: a TMDStudent for stages 1 and 2, else a
+    Wan (built on the meta device, so no random initialisation is computed only to be overwritten)."""
+    with torch.device("meta"):
+        wan = WanDiT(wan_config)
+        module = TMDStudent.from_teacher(wan, flow_head_spec(model)) if stage in ("1", "2") else wan
+    module = module.to_empty(device="cpu")
     module.load_state_dict(weights, strict=True)
-    return module, stage, config, trainer["iteration"]
+    return module
 
 
 def main(argv: list[str] | None = None) -> None:

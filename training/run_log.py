@@ -30,6 +30,11 @@ class RunLog:
         else:
             print("TensorBoard logging is off: the tensorboard package is not installed (CSV logs are in log.csv).")
 
+    @property
+    def tensorboard(self):
+        """The run's TensorBoard SummaryWriter, None when TensorBoard logging is off (for validation's images)."""
+        return self._tb
+
     def start(self, iteration: int) -> None:
         """Open the CSV for a run that has completed `iteration` iterations, and the progress bar."""
         if not self.enabled:

@@ -6,7 +6,8 @@
     trainer.run()             # to config.run.iterations (or trainer.run(until=k) to stop early)
 
 Iterations count from 1. After iteration k the trainer logs it, checkpoints when k is a multiple of
-`checkpoint_every` or the last one, and at the end exports the trained role to out/export. A run
+`checkpoint_every` or the last one, samples the validation prompts when `validation.every` asks
+(training/validation.py), and at the end exports the trained role to out/export. A run
 restarted with `resume()` continues from the newest complete checkpoint with the same parameters,
 optimiser moments, LR schedules, data position and RNG state as if it had never stopped.
 """
@@ -26,6 +27,7 @@ from .run_log import RunLog
 from .shards import ShardReader
 from .stage1 import TMMeanFlow
 from .stage2 import DMD2V, TMDDistillation
+from .validation import Validation
 
 ALGORITHMS: dict[str, type[Algorithm]] = {"1": TMMeanFlow, "2": TMDDistillation, "dmd2v": DMD2V, "fm": FlowMatching,
                                           "kd": KDWarmup}
@@ -44,6 +46,7 @@ class Trainer:
         self.checkpoints = self.out / "checkpoints"
         self.iteration = 0
         self.log = RunLog(self.out, self.algo.log_keys, run.iterations, enabled=self.env.is_main)
+        self.validation = Validation(config, self.out, self.env, self.log.tensorboard)
 
     def has_checkpoints(self) -> bool:
         return bool(checkpoint_folders(self.checkpoints))
@@ -76,6 +79,8 @@ class Trainer:
                 self.log.log(self.iteration, values, self.algo.schedulers[lr_role].get_last_lr()[0])
             if self.iteration % run.checkpoint_every == 0 or self.iteration == run.iterations:
                 self.checkpoint()
+            if self.validation.due(self.iteration):
+                self.validation.run(self.algo, self.iteration)
         if self.iteration < run.iterations:
             return None
         return self.finish()

@@ -2,26 +2,20 @@
 """Two processes under torchrun on the CPU (gloo): DDP keeps every rank's trainable weights identical, FSDP2
 shards them, and both write a checkpoint and an export the core loads."""
 import json
-import subprocess
-import sys
 
 import pytest
 
 from comfyui_tmd.tmd_core import load_student
 
-from training_factories import TORCHRUN_WORKER, free_port
+from training_factories import torchrun_training
 
 
 @pytest.mark.parametrize("strategy, stage, iterations", [("ddp", "2", 5), ("fsdp", "1", 3), ("fsdp", "2", 5)])
 def test_two_gloo_processes_train_and_export(config_dict, tmp_path, strategy, stage, iterations):
     config_dict["run"].update(distributed=strategy, iterations=iterations, checkpoint_every=iterations,
                               activation_checkpointing=True)
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(config_dict))
     out = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                             "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(TORCHRUN_WORKER),
-                             str(config_path), stage, str(out)], capture_output=True, text=True, timeout=600)
+    result = torchrun_training(config_dict, stage, out)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["world"] == 2 and report["strategy"] == strategy
