@@ -97,7 +97,7 @@ def save_checkpoint(root: Path, algo: Algorithm, iteration: int, data_state: dic
     if algo.ema is not None:
         average = algo.ema.state_dict()  # collective under FSDP2
         if env.is_main:
-            write_safetensors(average, partial / f"{algo.exported_role}.ema.safetensors")
+            write_safetensors(average, partial / f"{algo.exported_role}.ema.safetensors", algo.ema.metadata())
     if env.is_main:
         trainer = {"format": FORMAT, "iteration": iteration, "stage": algo.stage, "world": env.world,
                    "wan_config": dataclasses.asdict(algo.wan_config),
@@ -147,7 +147,7 @@ def load_checkpoint(folder: Path, algo: Algorithm) -> tuple[int, dict]:
         set_optimizer_state_dict(module, algo.optimizers[name], optim, options=_SCATTER)
         algo.schedulers[name].load_state_dict(trainer["schedulers"][name])
     if algo.ema is not None:
-        algo.ema.load_state_dict(read_safetensors(folder / f"{algo.exported_role}.ema.safetensors")[0])
+        algo.ema.load_state_dict(*read_safetensors(folder / f"{algo.exported_role}.ema.safetensors"))
     rng_file = folder / f"rng.{algo.env.rank}.safetensors"
     if rng_file.is_file():
         states, _ = read_safetensors(rng_file)
