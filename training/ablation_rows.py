@@ -12,9 +12,9 @@ import dataclasses
 from .errors import TrainingConfigError
 
 # Stage 2 updates the student on one iteration in five, so the toy plan's 500 iterations are 100 updates.
-# An EMA starts at the stage's initial weights: at 0.99 they would keep 0.99^100 = 37 % of the average, and
-# the row would measure a shorter training rather than averaging; 0.95 leaves 0.6 % and averages about the
-# last 20 updates (the 0.999-like decays of large runs assume thousands of updates).
+# With the EMA's warm-up (training/ema.py: decay min(decay, n/(n+9)) at update n) those 100 updates never reach
+# a decay above 100/109 ≈ 0.92, so any decay from 0.92 up gives this row: an average over roughly the last
+# tenth of training, with the stage's initial weights forgotten.
 EMA_DECAY = 0.95
 KINDS = ("tmd", "dmd2v", "teacher")
 
