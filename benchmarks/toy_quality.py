@@ -31,6 +31,7 @@ from ..tmd_core import (FlowHeadMeta, TMDStudent, effective_nfe, generate_teache
 from ..tmd_core.command_line import argument_parser, run_command
 from ..tmd_core.sampler import generate_plain
 from ..toy import checkpoints
+from ..toy.cli import TEACHER_CFG
 from ..toy.clips import make_clips
 from ..toy.detector import detect
 from ..toy.latent import decode, latent_shape
@@ -163,7 +164,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                                 "16 × 16 = 256 clips give 95 %% intervals of "
                                                                 "±0.02–0.06")
     parser.add_argument("--teacher-steps", type=int, default=50, help="the teacher's Euler steps")
-    parser.add_argument("--cfg", type=float, default=5.0, help="the teacher's classifier-free guidance scale")
+    parser.add_argument("--cfg", type=float, default=TEACHER_CFG, help="the teacher's classifier-free guidance scale")
     parser.add_argument("--shift", type=float, default=5.0, help="the teacher's schedule shift")
     add_output_options(parser, "toy_quality")
     parser.add_argument("--quick", action="store_true", help="2 prompts, 2 clips, 3 teacher steps: mechanics only")

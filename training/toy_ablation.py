@@ -36,6 +36,7 @@ from ..tmd_core.command_line import argument_parser, run_command
 from ..tmd_core.safe_files import atomic_path
 from ..tmd_core.wan_loading import load_wan
 from ..toy import checkpoints
+from ..toy.cli import TEACHER_CFG
 from . import toy_world
 from .ablation_report import SUFFIXES, write_report
 from .ablation_rows import ROWS, Row, select_rows
@@ -87,7 +88,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget-scale", type=float, default=1.0, help="multiplies every stage's planned iterations")
     parser.add_argument("--train-clips", type=int, default=toy_world.CLIPS, help="real clips in the training data")
     parser.add_argument("--stop-after", type=int, help="train at most this many runs, then stop (rerun to continue)")
-    parser.add_argument("--cfg", type=float, default=5.0, help="the teacher rows' classifier-free guidance scale")
+    parser.add_argument("--cfg", type=float, default=TEACHER_CFG, help="the teacher rows' CFG scale")
     parser.add_argument("--shift", type=float, default=5.0, help="the teacher rows' schedule shift")
     parser.add_argument("--docs", action="store_true", help=f"also write docs/{DOCS_STEM}.md, .json and .png")
     parser.add_argument("--force", action="store_true", help="allow replacing the committed docs/ results")

@@ -34,7 +34,7 @@ from .shards import write_shard
 from .trainer import Trainer
 
 CONFIG = Path(__file__).resolve().parent / "configs" / "toy.yaml"
-CLIPS, CLIPS_PER_SHARD, DATA_SEED = 4096, 256, 1234
+CLIPS, CLIPS_PER_SHARD, DATA_SEED = 8192, 256, 1234
 
 
 def load_plan(path: Path) -> dict[str, dict]:
