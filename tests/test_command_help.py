@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from comfyui_tmd.benchmarks import comfy_overhead, cpu_speed, gpu_speed, toy_motion_steering, toy_quality
-from comfyui_tmd.benchmarks import toy_word_sensitivity
+from comfyui_tmd.benchmarks import toy_shape_stats, toy_word_sensitivity
 from comfyui_tmd.toy import cli
 from comfyui_tmd.training import encode_prompts, export, make_data, memory, memory_check, smoke, toy_world, train
 
@@ -23,6 +23,7 @@ COMMANDS = {
     "benchmarks.toy_quality": (toy_quality.main, [], "(default: runs/benchmarks/toy_quality)"),
     "benchmarks.toy_motion_steering": (toy_motion_steering.main, [], "(default: runs/benchmarks/toy_motion_steering)"),
     "benchmarks.toy_word_sensitivity": (toy_word_sensitivity.main, [], "(default: 4)"),
+    "benchmarks.toy_shape_stats": (toy_shape_stats.main, [], "(default: runs/benchmarks/toy_shape_stats)"),
     "benchmarks.gpu_speed": (gpu_speed.main, [], "(default: 1.3b)"),
     "benchmarks.cpu_speed": (cpu_speed.main, [], "(default: 256)"),
     "benchmarks.comfy_overhead": (comfy_overhead.main, [], "(default: small)"),
