@@ -26,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from ..kernels.triton_gate import TRITON_IMPORTED, triton_unusable_reason
+from ..tmd_kernels.triton_gate import TRITON_IMPORTED, triton_unusable_reason
 from ..tmd_core import (WAN21_T2V_1_3B, WAN21_T2V_14B, CFGDenoiser, FlowHeadSpec, TMDDenoiser, TMDStudent, WanConfig,
                         WanDiT, effective_nfe, sample_euler, set_kernel_impl, teacher_sigmas, tmd_sigmas)
 from ..tmd_core.command_line import argument_parser, run_command

@@ -6,9 +6,9 @@ from typing import Callable
 
 import torch
 
-from ..kernels.adaln import add_norm_modulate, norm_modulate
-from ..kernels.qk_norm_rope import rms_norm_rope
-from ..kernels.triton_gate import triton_unusable_reason
+from ..tmd_kernels.adaln import add_norm_modulate, norm_modulate
+from ..tmd_kernels.qk_norm_rope import rms_norm_rope
+from ..tmd_kernels.triton_gate import triton_unusable_reason
 from ..tmd_core.wan_config import WanConfig
 from ..tmd_core.wan_layers import rope_table
 from .timing import median_seconds, sync

@@ -51,7 +51,7 @@ def kernel_target(request, monkeypatch) -> tuple[str, torch.dtype]:
 
     Every output buffer a launcher allocates is filled with NaN first, so an element the kernel fails to
     write shows up as a NaN in the result."""
-    from comfyui_tmd.kernels import triton_gate
+    from comfyui_tmd.tmd_kernels import triton_gate
     if not triton_gate.TRITON_IMPORTED:
         pytest.skip("Triton is not installed: pip install -e '.[triton]' to test the kernels")
     device, dtype = request.param

@@ -2,7 +2,7 @@
 """The pack's one import rule, read from the source with `ast` (every import statement, also those inside
 functions): the core, kernels, toy world, training and benchmarks never import ComfyUI (the offline tools that
 use a ComfyUI checkout do so inside a function of training/comfyui_checkout.py); only the offline tools
-(training/, benchmarks/) and the tests import training/; nodes/ uses only tmd_core/, kernels/ and toy/ of the
+(training/, benchmarks/) and the tests import training/; nodes/ uses only tmd_core/, tmd_kernels/ and toy/ of the
 pack's own packages."""
 import ast
 from pathlib import Path
@@ -14,8 +14,8 @@ PACK = "comfyui_tmd"  # the import name of the repository root
 # top-level modules of a ComfyUI checkout; `nodes` here is ComfyUI's, the pack's own is always relative
 COMFYUI = {"comfy", "comfy_api", "comfy_api_nodes", "comfy_config", "comfy_execution", "comfy_extras", "app",
            "execution", "folder_paths", "latent_preview", "node_helpers", "nodes", "server", "cuda_malloc"}
-NO_COMFYUI = ("tmd_core", "kernels", "toy", "training", "benchmarks")
-NODES_MAY_USE = {"nodes", "tmd_core", "kernels", "toy"}
+NO_COMFYUI = ("tmd_core", "tmd_kernels", "toy", "training", "benchmarks")
+NODES_MAY_USE = {"nodes", "tmd_core", "tmd_kernels", "toy"}
 # import ComfyUI inside a function, never at module level: training/comfyui_checkout.py imports it from the checkout
 # --comfyui names for the offline tools that use it (encode_prompts' umT5, the overhead benchmark, validation's
 # `comfyui:<file>` decoder, which then imports the ComfyUI modules it uses)
@@ -91,7 +91,7 @@ def pack_files() -> list[str]:
 
 def test_the_scan_sees_every_package():
     areas = {path.split("/")[0] for path in pack_files()}
-    assert {"tmd_core", "kernels", "toy", "training", "benchmarks", "nodes", "__init__.py"} <= areas
+    assert {"tmd_core", "tmd_kernels", "toy", "training", "benchmarks", "nodes", "__init__.py"} <= areas
 
 
 def test_every_file_keeps_the_import_rule():
@@ -103,12 +103,12 @@ def test_every_file_keeps_the_import_rule():
     ("tmd_core/x.py", "import comfy.sd\n"),
     ("toy/x.py", "def f():\n    import folder_paths\n"),
     ("training/x.py", "from comfy_api.latest import io\n"),
-    ("kernels/x.py", "import nodes\n"),
+    ("tmd_kernels/x.py", "import nodes\n"),
     ("benchmarks/comfy_overhead.py", "def run():\n    import comfy.sample\n"),
     ("training/comfyui_checkout.py", "import comfy.sd\n"),
     ("nodes/x.py", "from ..training import stage1\n"),
     ("toy/x.py", "from comfyui_tmd.training.config import load_config\n"),
-    ("kernels/x.py", "from comfyui_tmd import training\n"),
+    ("tmd_kernels/x.py", "from comfyui_tmd import training\n"),
     ("__main__.py", "from .training import toy_world\n"),
     ("nodes/x.py", "from ..benchmarks import flops\n"),
     ("nodes/x.py", "from .. import training\n"),
@@ -126,3 +126,15 @@ def test_the_rule_catches_each_kind_of_breach(path, source):
 ])
 def test_the_rule_allows_what_the_layout_intends(path, source):
     assert not violations(path, source)
+
+
+def test_no_package_folder_shadows_an_installed_module():
+    # `python -m pytest` and `python -m comfyui_tmd...` from the repository root put the root on sys.path, so a
+    # folder named like an installed module hides it (transformers imports the `kernels` distribution; a
+    # `kernels/` folder here once broke every diffusers and transformers import).
+    import importlib.metadata
+
+    installed = importlib.metadata.packages_distributions()
+    folders = {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()}
+    clashes = {name: installed[name] for name in folders & set(installed)}
+    assert not clashes, f"package folders shadow installed modules: {clashes}"

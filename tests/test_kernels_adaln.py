@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from comfyui_tmd.kernels.adaln import add_norm_modulate, norm_modulate
+from comfyui_tmd.tmd_kernels.adaln import add_norm_modulate, norm_modulate
 
 from kernel_checks import assert_within_torch_error, random
 

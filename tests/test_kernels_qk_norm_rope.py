@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from comfyui_tmd.kernels.qk_norm_rope import rms_norm_rope
+from comfyui_tmd.tmd_kernels.qk_norm_rope import rms_norm_rope
 from comfyui_tmd.tmd_core.wan_layers import rope_table
 
 from kernel_checks import assert_within_torch_error, random

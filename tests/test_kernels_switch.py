@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from comfyui_tmd.kernels import triton_gate
-from comfyui_tmd.kernels.adaln import norm_modulate, norm_modulate_ref
+from comfyui_tmd.tmd_kernels import triton_gate
+from comfyui_tmd.tmd_kernels.adaln import norm_modulate, norm_modulate_ref
 from comfyui_tmd.tmd_core import FlowHeadSpec, TMDStudent, generate_tmd, set_kernel_impl
 
 from factories import LATENT, perturb_extras, random_wan

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..kernels.adaln import norm_modulate
+from ..tmd_kernels.adaln import norm_modulate
 from .wan_layers import LayerNorm
 
 FUSION_TYPES = ("gated", "concat")

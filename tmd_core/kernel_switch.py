@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The per-model switch between the Triton kernels and their torch references (kernels/).
+"""The per-model switch between the Triton kernels and their torch references (tmd_kernels/).
 
 Layers that can use a kernel (WanBlock, Attention, WanHead, GatedFusion) carry a `kernel_impl`
 attribute, "torch" by default, so a model computes exactly the reference ops until it is switched.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..kernels.triton_gate import IMPLS
+from ..tmd_kernels.triton_gate import IMPLS
 
 
 def set_kernel_impl(module: nn.Module, impl: str) -> int:

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..kernels.adaln import add_norm_modulate, norm_modulate, norm_modulate_ref, per_frame
-from ..kernels.qk_norm_rope import apply_rope, rms_norm_rope, rms_norm_ref
+from ..tmd_kernels.adaln import add_norm_modulate, norm_modulate, norm_modulate_ref, per_frame
+from ..tmd_kernels.qk_norm_rope import apply_rope, rms_norm_rope, rms_norm_ref
 
 __all__ = ["Attention", "LayerNorm", "RMSNorm", "WanBlock", "WanHead", "apply_rope", "rope_axes", "rope_table",
            "sinusoidal_embedding"]
