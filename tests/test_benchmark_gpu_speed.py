@@ -6,7 +6,7 @@ import json
 import pytest
 
 from comfyui_tmd.benchmarks import flops, gpu_speed
-from comfyui_tmd.kernels import triton_gate
+from comfyui_tmd.tmd_kernels import triton_gate
 
 
 def test_small_dry_run_writes_a_table_and_json(tmp_path, capsys, monkeypatch):
