@@ -5,6 +5,7 @@ use a ComfyUI checkout do so inside a function of training/comfyui_checkout.py);
 (training/, benchmarks/) and the tests import training/; nodes/ uses only tmd_core/, tmd_kernels/ and toy/ of the
 pack's own packages."""
 import ast
+import importlib.metadata
 from pathlib import Path
 
 import pytest
@@ -132,8 +133,6 @@ def test_no_package_folder_shadows_an_installed_module():
     # `python -m pytest` and `python -m comfyui_tmd...` from the repository root put the root on sys.path, so a
     # folder named like an installed module hides it (transformers imports the `kernels` distribution; a
     # `kernels/` folder here once broke every diffusers and transformers import).
-    import importlib.metadata
-
     installed = importlib.metadata.packages_distributions()
     folders = {p.name for p in REPO.iterdir() if (p / "__init__.py").is_file()}
     clashes = {name: installed[name] for name in folders & set(installed)}
