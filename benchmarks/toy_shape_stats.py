@@ -4,9 +4,11 @@
     python -m comfyui_tmd.benchmarks.toy_shape_stats [--teacher T] [--cfg 2] [--shift 5] [--clips 4] [--out DIR]
     python -m comfyui_tmd.benchmarks.toy_shape_stats --real            # the same statistics of real clips
 
-For each asked shape: how often the detector reads each shape (or none), and the means over clips of the
+For each asked shape: how often the detector reads each shape (or none), how often the template reader
+(toy/shape_templates.py, an independent check of the detector's rule) does and on how many clips the two
+readers agree, and the means over clips of the
 per-clip medians over frames of the fill ratio, the rows' skewness and the alpha mass (toy/detector.py), the
-quantities its shape rule thresholds. docs/toy-world.md reads them. Writes toy_shape_stats.json into --out.
+quantities the detector's shape rule thresholds. docs/toy-world.md reads them. Writes toy_shape_stats.json into --out.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from ..tmd_core.command_line import argument_parser, run_command
 from ..toy import checkpoints
 from ..toy.cli import TEACHER_CFG
 from ..toy.detector import NONE, Detection, detect
+from ..toy.shape_templates import read_shape
 from ..toy.world import SHAPES, parse_caption
 from .output import add_output_options, check_output
 from .toy_quality import Method, pick_captions, real_method, teacher_method
@@ -35,8 +38,13 @@ def shape_stats(detections: dict[str, list[Detection]]) -> dict[str, dict]:
         medians = np.array([[np.median(d.stats.fill), np.median(d.stats.skew), np.median(d.stats.mass)]
                             for d in found])  # [clips, 3]
         read = collections.Counter(d.shape for d in found)
+        by_template = [read_shape(d.stats)[0] for d in found]
+        agree = sum(d.shape == other for d, other in zip(found, by_template, strict=True))
+        by_template = collections.Counter(by_template)
         fill, skew, mass = (float(value) for value in medians.mean(axis=0))
         report[shape] = {"clips": len(found), "read": {name: read[name] for name in (*SHAPES, NONE)},
+                         "template_read": {name: by_template[name] for name in (*SHAPES, NONE)},
+                         "readers_agree": agree,
                          "fill": fill, "skew": skew, "mass": mass}
     return report
 
@@ -70,8 +78,10 @@ def main(argv: list[str] | None = None) -> dict:
         load_wan(checkpoints.require(args.teacher), dtype=torch.float32), args.steps, args.cfg, args.shift)
     stats = shape_stats(detections_by_shape(method, pick_captions(args.prompts), args.clips))
     for shape, row in stats.items():
-        read = ", ".join(f"{name} {count}" for name, count in row["read"].items() if count)
-        print(f"{shape:9s} read as: {read:40s} fill {row['fill']:.3f}  skew {row['skew']:+.2f}  mass {row['mass']:.1f}")
+        read, by_template = (", ".join(f"{name} {count}" for name, count in row[key].items() if count)
+                             for key in ("read", "template_read"))
+        print(f"{shape:9s} read as: {read:34s} by template: {by_template:34s} same {row['readers_agree']:3d}  "
+              f"fill {row['fill']:.3f}  skew {row['skew']:+.2f}  mass {row['mass']:.1f}")
     report = {"config": vars(args), "method": method.name, "shapes": stats}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ def test_real_clips_read_as_their_shapes(tmp_path):
     assert set(shapes) == {"square", "circle", "triangle"}
     for shape, row in shapes.items():
         assert row["read"][shape] == row["clips"] == 6  # 6 prompts hold every shape twice, 3 clips each
+        assert row["template_read"][shape] == row["readers_agree"] == 6
     assert shapes["square"]["fill"] > 0.98 and abs(shapes["circle"]["fill"] - math.pi / 4) < 0.05
     assert shapes["triangle"]["skew"] < -0.4 < 0.1 > abs(shapes["square"]["skew"])
     assert 25 < shapes["square"]["mass"] < 64  # sizes 5–8 px: areas 25–64

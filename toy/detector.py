@@ -46,6 +46,7 @@ class FrameStats:
     fill: np.ndarray  # [T] fill ratio (0 where empty)
     skew: np.ndarray  # [T] skewness of the rows' mass (0 where empty)
     compactness: np.ndarray  # [T] mass / (4π √det Σ) (0 where empty)
+    alpha: np.ndarray  # [T, H, W] coverage of the shape colour over the background (0 where empty)
 
     @property
     def present(self) -> np.ndarray:
@@ -73,7 +74,7 @@ def frame_stats(frames: torch.Tensor) -> FrameStats:
     diff = x - background[:, None, None, :]  # [T, H, W, 3]
     distance = np.linalg.norm(diff, axis=-1)  # [T, H, W]
     stats = FrameStats(background, background.copy(), np.zeros(count), np.tile([width / 2, height / 2], (count, 1)),
-                       np.zeros(count), np.zeros(count), np.zeros(count))
+                       np.zeros(count), np.zeros(count), np.zeros(count), np.zeros((count, height, width)))
     ys, xs = np.mgrid[0:height, 0:width] + 0.5
     for t in range(count):
         peak = distance[t].max()
@@ -82,6 +83,7 @@ def frame_stats(frames: torch.Tensor) -> FrameStats:
         stats.colour[t] = x[t][distance[t] >= peak / 2].mean(axis=0)
         axis = stats.colour[t] - background[t]
         alpha = np.clip(diff[t] @ axis / (axis @ axis), 0.0, 1.0)  # [H, W]
+        stats.alpha[t] = alpha
         stats.mass[t] = alpha.sum()
         if stats.mass[t] < MIN_MASS:
             continue
