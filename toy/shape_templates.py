@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """A second, independent reader of a clip's shape, to check the detector's fill and skewness rule.
 
-Per frame, each world shape is rendered as it would be drawn (clips.coverage, 16 × 16 supersampled so that its
-area follows the mass to a sixteenth of a pixel's width) with the area of the frame's alpha mass and centred on the alpha's centroid (a triangle's centroid lies a sixth of its
-height below its centre); the frame votes with the soft overlap Σ min(alpha, template) / Σ max(alpha, template)
-of each template, and the clip reads as the shape with the highest mean overlap. It takes in the whole outline,
-so one stray pixel moves it little, where the detector's fill ratio (mass over tallest column × widest row)
-turns on single rows and columns. Clips the detector finds no shape in on some frame read as NONE here too.
+Per frame, each world shape is drawn (clips.coverage, 16 × 16 supersampled so that its width follows the mass to
+a sixteenth of a pixel) with the area of the frame's alpha mass, centred on the alpha's centroid (a triangle's
+centroid lies a sixth of its height below its centre); the frame votes with the soft overlap
+Σ min(alpha, template) / Σ max(alpha, template) of each template, and the clip reads as the shape with the
+highest mean overlap. It takes in the whole outline, so one stray pixel moves it little, where the detector's
+fill ratio (mass over tallest column × widest row) turns on single rows and columns. Clips the detector
+finds no shape in on some frame read as NONE here too.
 """
 from __future__ import annotations
 
